@@ -1,0 +1,1 @@
+void vxm_testlib_dummy(void);void vxm_testlib_dummy(void){}
