@@ -1,1 +1,69 @@
-int main(void){return 0;}
+/* cli/main.c: the vhdxmerge program: a table of subcommands. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef VXM_VERSION
+#define VXM_VERSION "dev"
+#endif
+
+static const struct cli_cmd cmds[] = {
+	{ "info", "FILE [--json]", "show what a VHDX/AVHDX file is", cmd_info, help_info },
+	{ "check", "FILE [--repair] [--json]", "check every structural rule; replay a dirty log",
+	  cmd_check, help_check },
+};
+#define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+
+static void usage(FILE *out)
+{
+	fprintf(out, "Usage: vhdxmerge COMMAND [ARGS]\n\n"
+		     "Merge Hyper-V differencing-disk chains (.avhdx on .vhdx) fast and crash-safely.\n\n"
+		     "Commands:\n");
+	for (size_t i = 0; i < NCMDS; i++)
+		fprintf(out, "  %-8s %-36s %s\n", cmds[i].name, cmds[i].args, cmds[i].summary);
+	fprintf(out,
+		"\n'vhdxmerge COMMAND --help' describes one command.\n\n"
+		"Sizes accept bytes or binary suffixes: K/KiB, M/MiB, G/GiB, T/TiB.\n\n"
+		"Exit status:\n"
+		"  0  success\n"
+		"  1  problems found (check), a difference (compare), attention needed (scan)\n"
+		"  2  usage error\n"
+		"  3  corrupt input: a file breaks the VHDX format (the message names the\n"
+		"     file, the structure and the offset); nothing was written\n"
+		"  4  chain error: missing parent, linkage mismatch, cycle, sector size mismatch\n"
+		"  5  not enough space\n"
+		"  6  I/O error\n"
+		"  7  a file is locked / in use by another process\n"
+		"  8  interrupted; run the same command again to resume\n"
+		"  9  unsupported: valid VHDX using a feature this program does not handle\n"
+		"  10 internal error\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return VXM_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		if (argc > 2)
+			for (size_t i = 0; i < NCMDS; i++)
+				if (!strcmp(argv[2], cmds[i].name)) {
+					cmds[i].help(stdout);
+					return 0;
+				}
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("vhdxmerge %s\n", VXM_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < NCMDS; i++)
+		if (!strcmp(argv[1], cmds[i].name))
+			return cmds[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "vhdxmerge: unknown command '%s'\n\n", argv[1]);
+	usage(stderr);
+	return VXM_EXIT_USAGE;
+}

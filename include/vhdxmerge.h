@@ -85,6 +85,130 @@ char *vxm_guid_fmt(const struct vxm_guid *g, char *out);
 int vxm_guid_parse(const char *s, size_t len, struct vxm_guid *g);
 
 
+/* ---- GUID generation ------------------------------------------------------ */
+
+/* A fresh random (version 4) GUID.  After vxm_guid_seed(s) with s != 0, or
+ * with VXM_GUID_SEED=s in the environment, the sequence is deterministic so
+ * that a resumed run produces byte-identical files; the seed is recorded in
+ * the merge journal. */
+void vxm_guid_new(struct vxm_guid *g);
+void vxm_guid_seed(uint64_t seed);
+
+/* ---- digests --------------------------------------------------------------- */
+
+/* SHA-256 of a byte stream (OpenSSL underneath, SHA-NI where the CPU has
+ * it): the content digests `synth` prints and `compare` and tests use. */
+struct vxm_sha256 {
+	void *ctx;
+};
+int vxm_sha256_init(struct vxm_sha256 *s);
+void vxm_sha256_update(struct vxm_sha256 *s, const void *buf, size_t len);
+/* Writes 64 lower-case hex digits and a NUL; releases the context. */
+void vxm_sha256_final(struct vxm_sha256 *s, char hex[65]);
+
+/* ---- exit codes of the vhdxmerge program ---------------------------------- */
+
+enum vxm_exit {
+	VXM_EXIT_OK = 0,
+	VXM_EXIT_PROBLEMS = 1,     /* check found problems, compare found a difference */
+	VXM_EXIT_USAGE = 2,
+	VXM_EXIT_CORRUPT = 3,      /* input breaks the format */
+	VXM_EXIT_CHAIN = 4,        /* chain broken or mismatched */
+	VXM_EXIT_NOSPACE = 5,
+	VXM_EXIT_IO = 6,
+	VXM_EXIT_INUSE = 7,        /* locked by another process */
+	VXM_EXIT_INTERRUPTED = 8,  /* stopped; re-run to resume */
+	VXM_EXIT_UNSUPPORTED = 9,  /* valid, but a feature this program lacks */
+	VXM_EXIT_INTERNAL = 10,
+};
+
+/* Maps a negative error code to the exit code of its class. */
+int vxm_exit_code(int err);
+
+/* ---- images ---------------------------------------------------------------- */
+
+struct vxm_io;
+struct vxm_image;
+
+enum vxm_image_flags {
+	VXM_IMAGE_RDWR = 1u << 0,      /* writable; a dirty log is replayed in place */
+	VXM_IMAGE_NO_REPLAY = 1u << 1, /* refuse a dirty log (-VXM_EDIRTY) */
+};
+
+/* Opens path through io (NULL: a private context on the best backend).
+ * Validates the identifier, headers, region tables, metadata and, when the
+ * log is dirty, replays it: into memory for read-only opens (the file is
+ * not written), in place for writable ones.  0 or a negative error with
+ * err naming the file, the structure and the offset. */
+int vxm_image_open(struct vxm_image **out, struct vxm_io *io, const char *path, unsigned flags,
+		   struct vxm_err *err);
+/* Opens an image held in memory (read-only unless VXM_IMAGE_RDWR, which
+ * works on a private copy). */
+int vxm_image_open_mem(struct vxm_image **out, const void *buf, size_t len, unsigned flags,
+		       struct vxm_err *err);
+void vxm_image_close(struct vxm_image *img);
+
+struct vxm_info {
+	const char *path;
+	const char *type; /* "fixed", "dynamic" or "differencing" */
+	const char *creator;
+	uint64_t file_size;
+	uint64_t virtual_size;
+	uint32_t block_size;
+	uint32_t logical_sector_size;
+	uint32_t physical_sector_size;
+	bool leave_blocks_allocated;
+	bool has_parent;
+	struct vxm_guid virtual_disk_id, data_write_guid, file_write_guid, log_guid;
+	uint64_t header_seq;
+	int current_header;       /* 1 or 2 */
+	struct {
+		bool dirty;           /* LogGuid set when the file was opened */
+		uint32_t entries;     /* entries in the active sequence */
+		bool replayed;        /* the values below are the replayed state */
+	} log;
+	struct {
+		struct vxm_guid parent_linkage, parent_linkage2;
+		bool has_linkage2;    /* the key is present (even as the zero GUID) */
+		const char *relative_path, *volume_path, *absolute_win32_path; /* NULL if absent */
+	} parent;
+	uint32_t chunk_ratio;
+	uint64_t bat_entries;
+	struct {
+		uint64_t not_present, undefined, zero, unmapped, fully_present, partially_present;
+		uint64_t sector_bitmaps_present;
+	} bat;
+};
+
+/* Fills info; counts BAT states by streaming the BAT (the strings point
+ * into img and live as long as it does). */
+int vxm_image_info(struct vxm_image *img, struct vxm_info *info, struct vxm_err *err);
+
+/* A finding of vxm_image_check(). */
+struct vxm_finding {
+	int severity;   /* 0: note, 1: problem */
+	uint64_t off;   /* file offset, or VXM_OFF_NONE */
+	const char *msg;
+};
+
+/* Checks every structural rule of an opened image (BAT entries, sector
+ * bitmap presence, overlaps of every allocated object, log state) and
+ * returns the number of problems found (>= 0) or a negative error when the
+ * check itself could not run.  Findings, notes included, are listed by
+ * vxm_image_findings(). */
+int vxm_image_check(struct vxm_image *img, struct vxm_err *err);
+unsigned vxm_image_findings(const struct vxm_image *img, struct vxm_finding *out, unsigned max);
+
+/* check --repair: replays a dirty log in place following the writer
+ * protocol (new FileWriteGuid, apply, flush, grow, clear LogGuid).  Changes
+ * nothing when the log is clean.  *replayed says whether it wrote. */
+int vxm_image_repair(const char *path, bool *replayed, struct vxm_err *err);
+
+/* Reads len bytes of the virtual disk at off from an image without parent
+ * (-VXM_ECHAIN for a differencing image: it needs its chain). */
+int vxm_image_read(struct vxm_image *img, void *buf, uint64_t len, uint64_t off,
+		   struct vxm_err *err);
+
 #ifdef __cplusplus
 }
 #endif

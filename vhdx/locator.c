@@ -210,6 +210,7 @@ int vxm_locator_parse(const uint8_t *item, size_t len, uint64_t off, struct vxm_
 			if (r)
 				return r;
 			loc->has_linkage2 = !vxm_guid_is_zero(&loc->parent_linkage2);
+			loc->linkage2_key = true;
 		} else if (key_is(item, kv, "relative_path")) {
 			dst = loc->relative_path;
 		} else if (key_is(item, kv, "volume_path")) {

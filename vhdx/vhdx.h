@@ -212,6 +212,7 @@ struct vxm_locator {
 	uint16_t count;
 	struct vxm_locator_pair kv[VXM_LOCATOR_MAX_PAIRS];
 	bool has_linkage, has_linkage2;
+	bool linkage2_key;   /* the key is present, even with the zero GUID */
 	struct vxm_guid parent_linkage;
 	struct vxm_guid parent_linkage2; /* zero GUID means absent (fmt P11) */
 	/* UTF-8, "" when the key is absent */
