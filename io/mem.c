@@ -4,6 +4,10 @@
  * run crash enumeration fast.  Read-only files borrow the caller's bytes;
  * writable ones are private copies that grow on write or resize.  Syncs are
  * no-ops that still complete with their tag so wrappers can count them.
+ * COPY is a memcpy between memory files; CLONE is not supported (memory
+ * files share nothing), so vxm_io_clone_supported() says 0 for them.
+ *
+ * I1: every request completes inside queue(), whole (O4), in program order.
  */
 #include "io.h"
 
@@ -94,6 +98,29 @@ static int mem_queue(struct vxm_io *io, struct vxm_req *req)
 	case VXM_IO_SYNC:
 		req->res = 0;
 		break;
+	case VXM_IO_COPY: {
+		const struct vxm_io_file *s = &io->files[req->src_file];
+		if (!(f->flags & VXM_O_RDWR)) {
+			req->res = -EBADF;
+			break;
+		}
+		if (req->src_off > s->mem_size || s->mem_size - req->src_off < req->len) {
+			req->res = -EIO; /* the source ends inside the range */
+			break;
+		}
+		if (req->off + req->len > f->mem_size) {
+			ret = mem_resize(io, req->file, req->off + req->len);
+			if (ret < 0) {
+				req->res = ret;
+				break;
+			}
+		}
+		/* s->mem may be f->mem (same file): memmove */
+		memmove(f->mem + req->off, io->files[req->src_file].mem + req->src_off,
+			(size_t)req->len);
+		req->res = (int64_t)req->len;
+		break;
+	}
 	default:
 		req->res = -EOPNOTSUPP;
 		break;
@@ -131,7 +158,7 @@ static int mem_reap(struct vxm_io *io, unsigned min, struct vxm_req **done, unsi
 const struct vxm_io_ops vxm_io_mem_ops = {
 	.name = "mem",
 	.version = VXM_IO_OPS_VERSION,
-	.flags = VXM_IO_MEMFILES,
+	.flags = VXM_IO_MEMFILES | VXM_IO_WHOLE,
 	.init = mem_init,
 	.fini = mem_fini,
 	.file_size = mem_size,
