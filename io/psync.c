@@ -1,137 +1,260 @@
-/* io/psync.c: the portable backend, plain pread/pwrite/fdatasync.
+/* io/psync.c: the portable backend, a small pool of threads doing
+ * pread/pwrite/fdatasync.
  *
- * Each request is carried out inside queue() and parked on a completion list
- * that reap() hands back, so ordering is trivially program order (O1 holds
- * because nothing runs concurrently).  It is the fallback wherever io_uring
- * is unavailable, and the reference the other backends are tested against.
+ * It is the fallback wherever io_uring is unavailable, and the reference the
+ * other backends are tested against, so it stays simple: one mutex guards
+ * everything, and requests move through three FIFOs.
+ *
+ *   queue()  ──> staged ──submit()──> run ──worker──> (executing) ──> done ──reap()──>
+ *
+ * Workers (params->workers, default 4) take requests from the head of run.
+ * A barrier request (SYNC, CLONE, COPY) is taken only when no request is
+ * executing; since run is strictly FIFO, every request queued before it has
+ * then completed (O1).  Requests behind the barrier wait until it has
+ * started, then run alongside it (O2 allows that).
+ *
+ * I1: pending == staged.n + run.n + running + done.n: every request is in
+ *     exactly one place between queue() and reap().
+ * I2: a barrier leaves run only when running == 0 (O1).
+ * I3: workers see descriptors only through ps->files, copied under the mutex
+ *     by file_added/file_removed; they never read io->files, which the caller
+ *     may reallocate while they run.
+ * I4: reap() never waits for more than pending requests, and submits what is
+ *     staged before it waits, so it cannot sleep forever.
+ * I5: READ/WRITE complete whole or at end of file (vxm_fd_rw, O4).
  */
 #define _GNU_SOURCE
-#include "io.h"
+#include "io_priv.h"
 
 #include <errno.h>
-#include <linux/fs.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+struct pfile {
+	int fd;
+	bool direct;
+};
 
 struct psync {
-	struct vxm_req *head, *tail; /* completed, not yet reaped */
+	pthread_mutex_t mu;
+	pthread_cond_t work;    /* workers: something runnable, or stop */
+	pthread_cond_t done_cv; /* reaper: a completion */
+	struct reqq staged, run, done;
+	unsigned running;       /* taken by a worker, not finished */
+	unsigned pending;       /* queued, not reaped (I1) */
+	unsigned depth;         /* -EBUSY beyond this many pending */
+	unsigned nworkers, started;
+	bool stop;
+	struct pfile *files;    /* I3 */
+	unsigned nfiles;
+	pthread_t *threads;
+	struct vxm_topo *topo;
 };
+
+enum { DEFAULT_DEPTH = 64, DEFAULT_WORKERS = 4 };
+
+static bool is_barrier(const struct vxm_req *r)
+{
+	return r->op == VXM_IO_SYNC || r->op == VXM_IO_CLONE || r->op == VXM_IO_COPY;
+}
+
+static bool runnable(const struct psync *ps)
+{
+	return ps->run.head && (!is_barrier(ps->run.head) || ps->running == 0); /* I2 */
+}
+
+static struct pfile file_at(const struct psync *ps, int slot)
+{
+	if (slot >= 0 && (unsigned)slot < ps->nfiles)
+		return ps->files[slot];
+	return (struct pfile){ .fd = -1 };
+}
+
+static void *worker(void *arg)
+{
+	struct psync *ps = arg;
+
+	pthread_mutex_lock(&ps->mu);
+	unsigned idx = ps->started++;
+	pthread_mutex_unlock(&ps->mu);
+	if (ps->topo)
+		(void)vxm_topo_bind_thread(ps->topo, idx % vxm_topo_nodes(ps->topo));
+
+	pthread_mutex_lock(&ps->mu);
+	for (;;) {
+		while (!ps->stop && !runnable(ps))
+			pthread_cond_wait(&ps->work, &ps->mu);
+		if (ps->stop)
+			break;
+		struct vxm_req *req = reqq_pop(&ps->run);
+		struct pfile f = file_at(ps, req->file);
+		struct pfile s = file_at(ps, req->src_file);
+		ps->running++;
+		if (runnable(ps))
+			pthread_cond_signal(&ps->work); /* pass the baton */
+		pthread_mutex_unlock(&ps->mu);
+
+		int64_t res = f.fd < 0 ? -EBADF : vxm_fd_exec(req, f.fd, f.direct, s.fd);
+
+		pthread_mutex_lock(&ps->mu);
+		req->res = res;
+		ps->running--;
+		reqq_push(&ps->done, req);
+		pthread_cond_signal(&ps->done_cv);
+	}
+	pthread_mutex_unlock(&ps->mu);
+	return NULL;
+}
+
+static void stop_workers(struct psync *ps, unsigned n)
+{
+	pthread_mutex_lock(&ps->mu);
+	ps->stop = true;
+	pthread_cond_broadcast(&ps->work);
+	pthread_mutex_unlock(&ps->mu);
+	for (unsigned i = 0; i < n; i++)
+		pthread_join(ps->threads[i], NULL);
+}
 
 static int psync_init(struct vxm_io *io, const struct vxm_io_params *p)
 {
-	(void)p;
-	io->priv = calloc(1, sizeof(struct psync));
-	return io->priv ? 0 : -ENOMEM;
+	struct psync *ps = calloc(1, sizeof(*ps));
+	unsigned i;
+	int ret;
+
+	if (!ps)
+		return -ENOMEM;
+	ps->depth = p->queue_depth ? p->queue_depth : DEFAULT_DEPTH;
+	ps->nworkers = p->workers ? p->workers : DEFAULT_WORKERS;
+	ps->topo = p->topo;
+	ps->threads = calloc(ps->nworkers, sizeof(*ps->threads));
+	if (!ps->threads) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	pthread_mutex_init(&ps->mu, NULL);
+	pthread_cond_init(&ps->work, NULL);
+	pthread_cond_init(&ps->done_cv, NULL);
+	for (i = 0; i < ps->nworkers; i++) {
+		ret = -pthread_create(&ps->threads[i], NULL, worker, ps);
+		if (ret < 0)
+			goto out_stop;
+	}
+	io->priv = ps;
+	return 0;
+
+out_stop:
+	stop_workers(ps, i);
+	pthread_cond_destroy(&ps->done_cv);
+	pthread_cond_destroy(&ps->work);
+	pthread_mutex_destroy(&ps->mu);
+out_free:
+	free(ps->threads);
+	free(ps);
+	return ret;
 }
 
 static void psync_fini(struct vxm_io *io)
 {
-	free(io->priv);
+	struct psync *ps = io->priv;
+
+	if (!ps)
+		return;
+	stop_workers(ps, ps->nworkers); /* requests never taken are dropped */
+	pthread_cond_destroy(&ps->done_cv);
+	pthread_cond_destroy(&ps->work);
+	pthread_mutex_destroy(&ps->mu);
+	free(ps->files);
+	free(ps->threads);
+	free(ps);
 	io->priv = NULL;
+}
+
+static int psync_file_added(struct vxm_io *io, int slot)
+{
+	struct psync *ps = io->priv;
+	int ret = 0;
+
+	pthread_mutex_lock(&ps->mu);
+	if ((unsigned)slot >= ps->nfiles) {
+		unsigned n = ps->nfiles ? ps->nfiles : 8;
+		while (n <= (unsigned)slot)
+			n *= 2;
+		struct pfile *f = realloc(ps->files, n * sizeof(*f));
+		if (!f) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		for (unsigned i = ps->nfiles; i < n; i++)
+			f[i] = (struct pfile){ .fd = -1 };
+		ps->files = f;
+		ps->nfiles = n;
+	}
+	ps->files[slot] = (struct pfile){ .fd = io->files[slot].fd,
+					  .direct = io->files[slot].direct };
+out:
+	pthread_mutex_unlock(&ps->mu);
+	return ret;
+}
+
+static void psync_file_removed(struct vxm_io *io, int slot)
+{
+	struct psync *ps = io->priv;
+
+	pthread_mutex_lock(&ps->mu);
+	if ((unsigned)slot < ps->nfiles)
+		ps->files[slot].fd = -1;
+	pthread_mutex_unlock(&ps->mu);
 }
 
 static int psync_size(struct vxm_io *io, int slot, uint64_t *size)
 {
-	struct stat st;
-
-	if (fstat(io->files[slot].fd, &st) < 0)
-		return -errno;
-	*size = (uint64_t)st.st_size;
-	return 0;
+	return vxm_fd_size(io->files[slot].fd, size);
 }
 
 static int psync_resize(struct vxm_io *io, int slot, uint64_t size)
 {
-	return ftruncate(io->files[slot].fd, (off_t)size) < 0 ? -errno : 0;
-}
-
-/* Loops over short transfers and EINTR (O4). */
-static int64_t rw_full(int fd, bool write, uint8_t *buf, uint64_t len, uint64_t off)
-{
-	uint64_t done = 0;
-
-	while (done < len) {
-		ssize_t n = write ? pwrite(fd, buf + done, len - done, (off_t)(off + done))
-				  : pread(fd, buf + done, len - done, (off_t)(off + done));
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return -errno;
-		}
-		if (n == 0) {
-			if (write)
-				return -EIO;
-			break; /* end of file */
-		}
-		done += (uint64_t)n;
-	}
-	return (int64_t)done;
-}
-
-static int64_t do_copy(int dfd, uint64_t doff, int sfd, uint64_t soff, uint64_t len)
-{
-	uint64_t done = 0;
-
-	while (done < len) {
-		loff_t in = (loff_t)(soff + done), out = (loff_t)(doff + done);
-		ssize_t n = copy_file_range(sfd, &in, dfd, &out, len - done, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		done += (uint64_t)n;
-	}
-	return (int64_t)done;
+	return vxm_fd_resize(io->files[slot].fd, size);
 }
 
 static int psync_queue(struct vxm_io *io, struct vxm_req *req)
 {
 	struct psync *ps = io->priv;
-	int fd = io->files[req->file].fd;
+	int ret = 0;
 
-	switch (req->op) {
-	case VXM_IO_READ:
-	case VXM_IO_WRITE:
-		req->res = rw_full(fd, req->op == VXM_IO_WRITE, req->buf, req->len, req->off);
-		break;
-	case VXM_IO_SYNC:
-		req->res = ((req->flags & VXM_REQ_FULLSYNC) ? fsync(fd) : fdatasync(fd)) < 0 ? -errno : 0;
-		break;
-	case VXM_IO_CLONE: {
-		struct file_clone_range fcr = {
-			.src_fd = io->files[req->src_file].fd,
-			.src_offset = req->src_off,
-			.src_length = req->len,
-			.dest_offset = req->off,
-		};
-		req->res = ioctl(fd, FICLONERANGE, &fcr) < 0 ? -errno : (int64_t)req->len;
-		break;
+	pthread_mutex_lock(&ps->mu);
+	if (ps->pending >= ps->depth) {
+		ret = -EBUSY;
+	} else {
+		reqq_push(&ps->staged, req);
+		ps->pending++;
 	}
-	case VXM_IO_COPY:
-		req->res = do_copy(fd, req->off, io->files[req->src_file].fd, req->src_off, req->len);
-		break;
-	default:
-		return -EINVAL;
-	}
-	req->link = NULL;
-	if (ps->tail)
-		ps->tail->link = req;
-	else
-		ps->head = req;
-	ps->tail = req;
-	return 0;
+	pthread_mutex_unlock(&ps->mu);
+	return ret;
+}
+
+/* Caller holds ps->mu.  Moves staged requests to run; returns how many. */
+static unsigned dispatch(struct psync *ps)
+{
+	unsigned n = ps->staged.n;
+	struct vxm_req *r;
+
+	while ((r = reqq_pop(&ps->staged)))
+		reqq_push(&ps->run, r);
+	if (n)
+		pthread_cond_broadcast(&ps->work);
+	return n;
 }
 
 static int psync_submit(struct vxm_io *io)
 {
-	(void)io;
-	return 0;
+	struct psync *ps = io->priv;
+
+	pthread_mutex_lock(&ps->mu);
+	unsigned n = dispatch(ps);
+	pthread_mutex_unlock(&ps->mu);
+	return (int)n;
 }
 
 static int psync_reap(struct vxm_io *io, unsigned min, struct vxm_req **done, unsigned max)
@@ -139,22 +262,28 @@ static int psync_reap(struct vxm_io *io, unsigned min, struct vxm_req **done, un
 	struct psync *ps = io->priv;
 	unsigned n = 0;
 
-	(void)min; /* everything queued has already completed */
-	while (ps->head && n < max) {
-		done[n++] = ps->head;
-		ps->head = ps->head->link;
+	pthread_mutex_lock(&ps->mu);
+	if (min > ps->pending)
+		min = ps->pending; /* I4 */
+	while (ps->done.n < min) {
+		dispatch(ps);
+		pthread_cond_wait(&ps->done_cv, &ps->mu);
 	}
-	if (!ps->head)
-		ps->tail = NULL;
+	while (n < max && ps->done.head)
+		done[n++] = reqq_pop(&ps->done);
+	ps->pending -= n;
+	pthread_mutex_unlock(&ps->mu);
 	return (int)n;
 }
 
 const struct vxm_io_ops vxm_io_psync_ops = {
 	.name = "psync",
 	.version = VXM_IO_OPS_VERSION,
-	.flags = 0,
+	.flags = VXM_IO_ASYNC | VXM_IO_WHOLE,
 	.init = psync_init,
 	.fini = psync_fini,
+	.file_added = psync_file_added,
+	.file_removed = psync_file_removed,
 	.file_size = psync_size,
 	.file_resize = psync_resize,
 	.queue = psync_queue,
