@@ -9,7 +9,10 @@
  * I1: no field of a header is trusted before its signature and CRC match.
  * I2: the current header is the only valid one or the valid one with the
  *     strictly larger sequence number; equal numbers are accepted only for
- *     byte-identical copies (Disk2vhd), and then slot 1 wins.
+ *     byte-identical copies (Disk2vhd), and then slot 1 wins.  "Valid" is
+ *     signature and CRC: a valid copy that breaks another rule (version,
+ *     log placement) and is current by sequence number fails the open
+ *     rather than letting the older copy stand in for it.
  */
 #include "vhdx.h"
 #include "endian.h"
@@ -129,6 +132,12 @@ void vxm_hdr_encode(const struct vxm_hdr *h, uint8_t *buf)
 	vxm_put_le32(buf + HDR_CRC, vxm_crc32c_skip(buf, VXM_HDR_SIZE, HDR_CRC));
 }
 
+static bool sig_crc_ok(const uint8_t *buf)
+{
+	return vxm_le32(buf + HDR_SIG) == SIG_HEAD &&
+	       vxm_le32(buf + HDR_CRC) == vxm_crc32c_skip(buf, VXM_HDR_SIZE, HDR_CRC);
+}
+
 int vxm_hdr_select(const uint8_t *h1, const uint8_t *h2, struct vxm_hdr_pair *p,
 		   struct vxm_err *err)
 {
@@ -145,7 +154,17 @@ int vxm_hdr_select(const uint8_t *h1, const uint8_t *h2, struct vxm_hdr_pair *p,
 				"no valid header: header 1: %s; header 2: %s", e[0].msg, e[1].msg);
 	}
 	if (p->status[0] || p->status[1]) {
-		p->current = p->status[0] ? 1 : 0;
+		int bad = p->status[0] ? 0 : 1;
+		/* A copy whose signature and CRC match is valid (fmt §1.3) even
+		 * when a field breaks a rule; if it is the current one by its
+		 * sequence number, the file is corrupt or newer than us: the
+		 * older copy must not be used in its place. */
+		if (sig_crc_ok(bad ? h2 : h1) && p->h[bad].seq > p->h[1 - bad].seq)
+			return vxm_fail(err, p->status[bad], e[bad].off,
+					"%s (header %d is current: sequence number %llu > %llu)",
+					e[bad].msg, bad + 1, (unsigned long long)p->h[bad].seq,
+					(unsigned long long)p->h[1 - bad].seq);
+		p->current = 1 - bad;
 		return 0;
 	}
 	if (p->h[0].seq == p->h[1].seq) {
