@@ -93,7 +93,7 @@ int vxm_bat_check_entry(const struct vxm_geom *g, uint64_t idx, uint64_t entry, 
 				return vxm_corrupt(err, off,
 						   "BAT entry %llu (sector bitmap of chunk %llu): offset 0x%llx inside the header section",
 						   i, c, (unsigned long long)boff);
-			if (boff + VXM_SB_BLOCK_SIZE > file_size)
+			if (boff > file_size || VXM_SB_BLOCK_SIZE > file_size - boff)
 				return vxm_corrupt(err, off,
 						   "BAT entry %llu (sector bitmap of chunk %llu): block at 0x%llx extends past the end of the file (%llu bytes)",
 						   i, c, (unsigned long long)boff,
@@ -125,7 +125,7 @@ int vxm_bat_check_entry(const struct vxm_geom *g, uint64_t idx, uint64_t entry, 
 			return vxm_corrupt(err, off,
 					   "BAT entry %llu (block %llu): offset 0x%llx inside the header section",
 					   i, (unsigned long long)b, (unsigned long long)boff);
-		if (boff + vxm_geom_block_bytes(g, b) > file_size)
+		if (boff > file_size || vxm_geom_block_bytes(g, b) > file_size - boff)
 			return vxm_corrupt(err, off,
 					   "BAT entry %llu (block %llu): payload at 0x%llx extends past the end of the file (%llu bytes)",
 					   i, (unsigned long long)b, (unsigned long long)boff,

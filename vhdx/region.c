@@ -58,6 +58,10 @@ int vxm_region_parse(const uint8_t *buf, size_t len, uint64_t off, struct vxm_re
 			return vxm_corrupt(err, eoff + 24,
 					   "region table at 0x%llx: entry %u length %u is not a non-zero multiple of 1 MiB",
 					   o, i, r->len);
+		if (r->off + r->len < r->off)
+			return vxm_corrupt(err, eoff + 16,
+					   "region table at 0x%llx: entry %u extent [0x%llx,+0x%x) overflows",
+					   o, i, (unsigned long long)r->off, r->len);
 		if (r->required > 1)
 			return vxm_corrupt(err, eoff + 28,
 					   "region table at 0x%llx: entry %u Required field %u (reserved bits set)",
