@@ -173,10 +173,14 @@ int vxm_locator_parse(const uint8_t *item, size_t len, uint64_t off, struct vxm_
 		kv->val_off = vxm_le32(p + 4);
 		kv->key_len = vxm_le16(p + 8);
 		kv->val_len = vxm_le16(p + 10);
-		if (!kv->key_len || !kv->val_len || kv->key_len % 2 || kv->val_len % 2)
+		if (!kv->key_len || kv->key_len % 2)
 			return vxm_corrupt(err, eoff + 8,
-					   "parent locator at 0x%llx: entry %u has a zero or odd key/value length (%u/%u)",
-					   o, i, kv->key_len, kv->val_len);
+					   "parent locator at 0x%llx: entry %u key length %u is zero or odd",
+					   o, i, kv->key_len);
+		if (!kv->val_len || kv->val_len % 2)
+			return vxm_corrupt(err, eoff + 10,
+					   "parent locator at 0x%llx: entry %u value length %u is zero or odd",
+					   o, i, kv->val_len);
 		if ((uint64_t)kv->key_off + kv->key_len > len ||
 		    (uint64_t)kv->val_off + kv->val_len > len)
 			return vxm_corrupt(err, eoff,
