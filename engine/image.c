@@ -302,6 +302,11 @@ out_free:
 
 /* ---- region tables, metadata, BAT placement ------------------------------ */
 
+static const char *region_name(const struct vxm_region_table *rt, int i)
+{
+	return i == rt->bat ? "BAT" : i == rt->metadata ? "metadata" : "unknown";
+}
+
 static int open_regions(struct vxm_image *img, struct vxm_err *err)
 {
 	uint8_t *buf = malloc(2 * VXM_RT_SIZE);
@@ -349,23 +354,33 @@ static int open_regions(struct vxm_image *img, struct vxm_err *err)
 	}
 	img->bat_region = img->rt->e[img->rt->bat];
 	img->meta_region = img->rt->e[img->rt->metadata];
+	/* Errors point at the FileOffset field of the entry in the copy in use.
+	 * Of the regions past the end of the file, the lowest is named: the
+	 * file was most likely cut inside it. */
+	uint64_t rt_off = img->rt_used ? VXM_RT2_OFF : VXM_RT1_OFF;
+	int past = -1;
 	for (uint32_t i = 0; i < img->rt->count; i++) {
 		const struct vxm_region *r = &img->rt->e[i];
 		uint64_t lo = img->hdr.log_off, hi = lo + img->hdr.log_len;
 		if (r->off < hi && lo < r->off + r->len) {
-			ret = vxm_corrupt(err, img->rt_used ? VXM_RT2_OFF : VXM_RT1_OFF,
-					  "region table: region %u [0x%llx,+0x%x) overlaps the log [0x%llx,+0x%x)",
-					  i, (unsigned long long)r->off, r->len,
-					  (unsigned long long)lo, img->hdr.log_len);
+			ret = vxm_corrupt(err, rt_off + 16 + 32ull * i + 16,
+					  "region table at 0x%llx: entry %u, the %s region [0x%llx,+0x%x) overlaps the log [0x%llx,+0x%x)",
+					  (unsigned long long)rt_off, i, region_name(img->rt, (int)i),
+					  (unsigned long long)r->off,
+					  r->len, (unsigned long long)lo, img->hdr.log_len);
 			goto out;
 		}
-		if (r->off + r->len > img->file_size) {
-			ret = vxm_corrupt(err, img->rt_used ? VXM_RT2_OFF : VXM_RT1_OFF,
-					  "region table: region %u [0x%llx,+0x%x) extends past the end of the file (%llu bytes)",
-					  i, (unsigned long long)r->off, r->len,
-					  (unsigned long long)img->file_size);
-			goto out;
-		}
+		if (r->off > img->file_size || r->len > img->file_size - r->off)
+			if (past < 0 || r->off < img->rt->e[past].off)
+				past = (int)i;
+	}
+	if (past >= 0) {
+		const struct vxm_region *r = &img->rt->e[past];
+		ret = vxm_corrupt(err, rt_off + 16 + 32ull * (unsigned)past + 16,
+				  "region table at 0x%llx: entry %d, the %s region [0x%llx,+0x%x) extends past the end of the file (%llu bytes)",
+				  (unsigned long long)rt_off, past, region_name(img->rt, past),
+				  (unsigned long long)r->off, r->len, (unsigned long long)img->file_size);
+		goto out;
 	}
 	ret = 0;
 out:
@@ -446,10 +461,15 @@ static int open_common(struct vxm_image *img, struct vxm_err *err)
 			      img->creator, sizeof(img->creator), err);
 	if (ret)
 		return ret;
-	if (img->file_size < VXM_HEADER_SECTION)
+	if (img->file_size < VXM_HEADER_SECTION) {
+		static const char *const part[] = { "the file identifier", "header 1", "header 2",
+						    "region table 1", "region table 2" };
+		uint64_t slot = img->file_size / (64 * 1024);
 		return vxm_corrupt(err, img->file_size,
-				   "file is %llu bytes, shorter than the 1 MiB header section: truncated",
-				   (unsigned long long)img->file_size);
+				   "file is %llu bytes: truncated inside %s (the header section is 1 MiB)",
+				   (unsigned long long)img->file_size,
+				   slot < 5 ? part[slot] : "the reserved part of the header section");
+	}
 	ret = vxm_image_pread(img, img->hdr_raw[0], VXM_HDR_SIZE, VXM_HDR1_OFF, err);
 	if (!ret)
 		ret = vxm_image_pread(img, img->hdr_raw[1], VXM_HDR_SIZE, VXM_HDR2_OFF, err);
