@@ -80,6 +80,9 @@ int vxm_image_info(struct vxm_image *img, struct vxm_info *info, struct vxm_err 
 	info->bat.fully_present = c.pb[VXM_PB_FULLY_PRESENT];
 	info->bat.partially_present = c.pb[VXM_PB_PARTIALLY_PRESENT];
 	info->bat.sector_bitmaps_present = c.sb[VXM_SB_PRESENT];
+	info->allocated_bytes = (c.pb[VXM_PB_FULLY_PRESENT] + c.pb[VXM_PB_PARTIALLY_PRESENT]) *
+					(uint64_t)g->block_size +
+				c.sb[VXM_SB_PRESENT] * (uint64_t)VXM_SB_BLOCK_SIZE;
 out:
 	free(w);
 	return ret;
@@ -93,10 +96,19 @@ struct object {
 #define OBJ_LOG (UINT64_MAX - 2)
 #define OBJ_REGION(i) (UINT64_MAX - 3 - (i))
 
+#define OBJ_IS_BAT(w) ((w) < OBJ_REGION(VXM_MAX_TABLE_ENTRIES))
+
+/* By offset; at equal offsets the file's fixed structures come first, then
+ * BAT entries by index, so every overlap is reported the same way on every
+ * run (qsort is not stable). */
 static int cmp_obj(const void *a, const void *b)
 {
 	const struct object *x = a, *y = b;
-	return x->off < y->off ? -1 : x->off > y->off;
+	if (x->off != y->off)
+		return x->off < y->off ? -1 : 1;
+	if (OBJ_IS_BAT(x->what) != OBJ_IS_BAT(y->what))
+		return OBJ_IS_BAT(x->what) ? 1 : -1;
+	return x->what < y->what ? -1 : x->what > y->what;
 }
 
 static void obj_name(const struct vxm_image *img, uint64_t what, char *out, size_t n)
@@ -206,9 +218,10 @@ int vxm_image_check(struct vxm_image *img, struct vxm_err *err)
 			char a[128], b[128];
 			obj_name(img, obj[far].what, a, sizeof(a));
 			obj_name(img, obj[i].what, b, sizeof(b));
-			uint64_t at = obj[i].what < OBJ_REGION(VXM_MAX_TABLE_ENTRIES)
-					      ? img->bat_region.off + obj[i].what * 8
-					      : obj[i].off;
+			/* Point at the BAT entry that placed a block there, if any. */
+			uint64_t at = OBJ_IS_BAT(obj[i].what)     ? img->bat_region.off + obj[i].what * 8
+				      : OBJ_IS_BAT(obj[far].what) ? img->bat_region.off + obj[far].what * 8
+								  : obj[i].off;
 			vxm_image_note(img, 1, at, "%s at 0x%llx overlaps %s [0x%llx,0x%llx)", b,
 				       (unsigned long long)obj[i].off, a,
 				       (unsigned long long)obj[far].off,
