@@ -60,5 +60,9 @@ int cmd_info(int argc, char **argv);
 void help_info(FILE *out);
 int cmd_check(int argc, char **argv);
 void help_check(FILE *out);
+int cmd_create(int argc, char **argv);
+void help_create(FILE *out);
+int cmd_synth(int argc, char **argv);
+void help_synth(FILE *out);
 
 #endif

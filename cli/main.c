@@ -12,6 +12,8 @@ static const struct cli_cmd cmds[] = {
 	{ "info", "FILE [--json]", "show what a VHDX/AVHDX file is", cmd_info, help_info },
 	{ "check", "FILE [--repair] [--json]", "check every structural rule; replay a dirty log",
 	  cmd_check, help_check },
+	{ "create", "FILE --size SIZE [--fixed] [--parent P] ...", "create an empty fixed, dynamic or differencing VHDX", cmd_create, help_create },
+	{ "synth", "DIR --seed S [--layers N] [--json] ...", "write a deterministic test chain and its expected SHA-256", cmd_synth, help_synth },
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 

@@ -136,6 +136,111 @@ int vxm_image_write_headers(struct vxm_image *img, const struct vxm_hdr *h, cons
 /* Notes gathered while opening and checking. */
 void vxm_image_note(struct vxm_image *img, int severity, uint64_t off, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* ==== writer (engine/writer.c) ==============================================
+ *
+ * Session states (enum vxm_writer_state), each transition checked by
+ * writer_check():
+ *
+ *   vxm_writer_begin -> CLEAN --first change--> DIRTY --first entry--> LOGGING
+ *        (nothing written)   (new FileWriteGuid)       (new LogGuid, init entry)
+ *   DIRTY/LOGGING --vxm_writer_end--> (LogGuid 0, freed)
+ *   any I/O failure --> FAILED: only vxm_writer_end is accepted; it flushes
+ *        nothing and keeps the LogGuid so a later writable open replays.
+ *
+ * Transactions: vxm_txn_* stage whole 4 KiB sector images (BAT, sector
+ * bitmap and metadata sectors, read from the file or the staged copy and
+ * patched); vxm_txn_commit writes them as log entries.  A transaction that
+ * fits one entry (vxm_txn_room() > 0 before each staging) is atomic; a
+ * larger one is split into several entries in staging order, each atomic.
+ * The high-level vxm_writer_write/zero commit on their own so that the
+ * updates of one block (BAT entry, SB entry, bitmap bits) share an entry.
+ * Payload written through the session is referenced by staged entries only
+ * after the commit's "data-sync".
+ */
+
+enum vxm_writer_state {
+	VXM_WS_CLEAN = 0, /* nothing written in this session */
+	VXM_WS_DIRTY,     /* headers updated (new FileWriteGuid) */
+	VXM_WS_LOGGING,   /* a LogGuid is set; entries may be live */
+	VXM_WS_FAILED,
+};
+
+/* Sync tags (durability points) of a session, also kill-point names. */
+#define VXM_TAG_SESSION_BEGIN "session-begin" /* header: new FileWriteGuid */
+#define VXM_TAG_DATA_GUID "data-guid"         /* header: new DataWriteGuid */
+#define VXM_TAG_LOG_GUID "log-guid"           /* header: new LogGuid */
+#define VXM_TAG_DATA_SYNC "data-sync"         /* payload and file extension */
+#define VXM_TAG_LOG_COMMIT "log-commit"       /* log entry durable: commit point */
+#define VXM_TAG_LOG_APPLY "log-apply"         /* entry applied in place: retired */
+#define VXM_TAG_SESSION_END "session-end"     /* header: LogGuid 0 */
+
+/* Most 4 KiB updates staged at once (a commit splits them into entries). */
+#define VXM_TXN_MAX_SECTORS 4096u
+
+/* Sector images a new entry can still take before the log would need a
+ * second one (0: commit first to stay atomic). */
+unsigned vxm_txn_room(const struct vxm_writer *w);
+/* Stages bytes [file_off, file_off+len) of a metadata structure (the BAT
+ * region, the metadata region or a present sector-bitmap block; nothing
+ * else may be logged here).  -EINVAL for other targets, -E2BIG when
+ * VXM_TXN_MAX_SECTORS would be exceeded. */
+int vxm_txn_patch(struct vxm_writer *w, uint64_t file_off, const void *bytes, uint32_t len,
+		  struct vxm_err *err);
+/* Stages BAT entry idx (validated: state legal for the file type, offset
+ * rules of fmt P13). */
+int vxm_txn_set_bat(struct vxm_writer *w, uint64_t idx, uint64_t entry, struct vxm_err *err);
+/* Current BAT entry idx as the session sees it (staged value first). */
+int vxm_txn_get_bat(struct vxm_writer *w, uint64_t idx, uint64_t *entry, struct vxm_err *err);
+/* Sets (value true) or clears the sector-bitmap bits of virtual sectors
+ * [sector, sector+n); their chunks must have a present SB block (staged or
+ * on disk).  Differencing files only. */
+int vxm_txn_set_bits(struct vxm_writer *w, uint64_t sector, uint64_t n, bool value,
+		     struct vxm_err *err);
+/* Adds or replaces metadata item (id, flags & IsUser) with len bytes of
+ * data: placed in free space of the metadata region (never over the old
+ * copy) and its table entry updated, staged together.  -ENOSPC when the
+ * region has no room. */
+int vxm_txn_set_meta(struct vxm_writer *w, const struct vxm_guid *id, uint32_t flags,
+		     const void *data, uint32_t len, struct vxm_err *err);
+/* Removes item (id, is_user) from the table (0 when absent). */
+int vxm_txn_del_meta(struct vxm_writer *w, const struct vxm_guid *id, bool is_user,
+		     struct vxm_err *err);
+/* Commits what is staged: data-sync (when payload or size changed), one
+ * entry per vxm_txn_room()-sized group with log-commit, log-apply.  tag
+ * names the transaction in errors.  No-op when nothing is staged. */
+int vxm_txn_commit(struct vxm_writer *w, const char *tag, struct vxm_err *err);
+
+/* Allocates len bytes (rounded up to 1 MiB) at round_up(max(EOF, highest
+ * allocation), 1 MiB) and extends the file first (fmt §7); the space reads
+ * zeros and is never handed out twice in a session.  *off receives it. */
+int vxm_writer_alloc(struct vxm_writer *w, uint64_t len, uint64_t *off, struct vxm_err *err);
+/* Marks payload written by the caller (not through vxm_writer_write) as
+ * needing the next data-sync. */
+void vxm_writer_data_written(struct vxm_writer *w);
+/* Rewrites the parent locator through the log: the new item goes to free
+ * metadata space and its table entry changes in the same entry.  Changes the
+ * FileWriteGuid only (fmt §1.3 [INFER]). */
+int vxm_writer_set_locator(struct vxm_writer *w, const struct vxm_kv *kv, unsigned n,
+			   struct vxm_err *err);
+/* Replaces every IsVirtualDisk item with src's (fmt §8.3), with a new
+ * DataWriteGuid.  The logical sector size must match (-VXM_ECHAIN); a
+ * larger virtual size must fit the BAT region and not need new fixed
+ * blocks (else -VXM_EUNSUPPORTED); shrinking is refused. */
+int vxm_writer_set_vd_items(struct vxm_writer *w, struct vxm_image *src, struct vxm_err *err);
+enum vxm_writer_state vxm_writer_state(const struct vxm_writer *w);
+
+/* ==== kill points (engine/killpoint.c, VXM_TEST_HOOKS) ======================
+ * VXM_KILL_AT=name:N[,name:N] makes the process _exit(137) the N-th time
+ * vxm_killpoint(name) runs ("*" counts every point).  Points: each sync tag
+ * above after its flush, "write" before every write of the writer and of
+ * create, "extend" before every file extension, "create-data" and
+ * "create-header" in create.  A no-op without VXM_TEST_HOOKS. */
+void vxm_killpoint(const char *name);
+/* Replaces the armed specification (NULL: disarm) and resets the counts. */
+void vxm_killpoint_arm(const char *spec);
+/* Times an armed point name was reached since arming. */
+unsigned long vxm_killpoint_count(const char *name);
+
 
 #ifdef __cplusplus
 }

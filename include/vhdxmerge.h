@@ -209,6 +209,109 @@ int vxm_image_repair(const char *path, bool *replayed, struct vxm_err *err);
 int vxm_image_read(struct vxm_image *img, void *buf, uint64_t len, uint64_t off,
 		   struct vxm_err *err);
 
+/* ---- creating and writing images (engine/create.c, engine/writer.c) -------
+ *
+ * vxm_image_create() writes a new file the way Hyper-V lays it out:
+ *
+ *   0     1M    2M         3M        3M+bat_len
+ *   | hdr | log | metadata | BAT ... | SB blocks (diff.) | payload ...
+ *
+ * Creation is not logged: it writes everything else, flushes, and writes the
+ * two headers LAST, so an interrupted create leaves a file without a valid
+ * header that no reader accepts (fmt §8.4 "new standalone file").
+ *
+ * A write session (struct vxm_writer) changes an image opened with
+ * VXM_IMAGE_RDWR following fmt §6.5 and §7: payload first and flushed
+ * ("data-sync"), then BAT, sector-bitmap and metadata sectors as one log
+ * entry ("log-commit"), then applied in place ("log-apply").  The session
+ * changes nothing in the file until the first real change (a rejected
+ * request leaves the file byte-identical); vxm_writer_end() leaves every
+ * update applied and flushed and the LogGuid zero.  The low-level calls a
+ * merge engine needs (staging BAT entries, bitmap ranges, metadata items)
+ * are in engine/engine.h.
+ */
+
+enum vxm_create_flags {
+	/* differencing: allocate sector-bitmap blocks on demand, as Hyper-V
+	 * does, instead of one per chunk at creation (libvhdi reads the bitmap
+	 * of every non-FULLY_PRESENT block and needs them, fmt §5.3) */
+	VXM_CREATE_LAZY_BITMAPS = 1u << 0,
+	/* differencing: write relative_path only, no absolute_win32_path */
+	VXM_CREATE_NO_ABSOLUTE_PATH = 1u << 1,
+};
+
+struct vxm_create_params {
+	uint64_t virtual_size;         /* bytes, a multiple of the logical sector;
+					* 0 with a parent: the parent's */
+	uint32_t block_size;           /* power of two, 1..256 MiB; 0: 32 MiB for
+					* dynamic, 2 MiB for fixed and differencing */
+	uint32_t logical_sector_size;  /* 512 or 4096; 0: 512, or the parent's */
+	uint32_t physical_sector_size; /* 512 or 4096; 0: 4096, or the parent's */
+	bool fixed;                    /* LeaveBlocksAllocated: every block
+					* allocated FULLY_PRESENT (sparse zeros) */
+	const char *parent;            /* differencing: path of the parent */
+	unsigned flags;                /* enum vxm_create_flags */
+	struct vxm_io *io;             /* NULL: a private context */
+};
+
+/* Creates path (which must not exist).  A differencing child opens its
+ * parent read-only and takes its virtual size, logical sector size, disk id
+ * and every IsVirtualDisk item; parent_linkage is the parent's current
+ * DataWriteGuid.  A parent whose logical sector size or virtual size differs
+ * from a value given in p is refused with -VXM_ECHAIN.  GUIDs come from
+ * vxm_guid_new() (seedable).  On failure the partial file is removed.
+ * 0, -EEXIST, -EINVAL (bad parameters), -VXM_ECHAIN, or another error. */
+int vxm_image_create(const char *path, const struct vxm_create_params *p, struct vxm_err *err);
+
+struct vxm_writer;
+
+enum vxm_zero_mode {
+	VXM_ZERO_DATA = 0,  /* zeros as data (or nothing where the block already
+			     * reads zeros in a file without parent) */
+	VXM_ZERO_STATE = 1, /* whole blocks become ZERO (offset 0); the ends of
+			     * the range are written as data.  Never in fixed
+			     * files: they get zero data. */
+};
+
+struct vxm_writer_stats {
+	uint64_t bytes_written;     /* payload bytes written (data and zeros) */
+	uint64_t blocks_allocated;  /* payload blocks */
+	uint64_t bitmaps_allocated; /* sector-bitmap blocks */
+	uint64_t entries;           /* log entries written (the init entry too) */
+	uint64_t sectors_logged;    /* 4 KiB sector images logged */
+	uint64_t commits;           /* transactions committed */
+	uint64_t syncs;             /* flushes issued */
+	uint64_t header_updates;
+};
+
+/* Starts a write session on img (opened with VXM_IMAGE_RDWR, log clean).
+ * Nothing is written yet.  0, -EBADF (read-only image), -VXM_EDIRTY, or
+ * -ENOMEM. */
+int vxm_writer_begin(struct vxm_writer **out, struct vxm_image *img, struct vxm_err *err);
+/* Writes len bytes of buf at virtual offset off (both multiples of the
+ * logical sector size, inside the virtual disk).  Partial blocks are
+ * handled per sector (differencing files: the sector bitmap).  -EINVAL for
+ * a bad request, which changes nothing. */
+int vxm_writer_write(struct vxm_writer *w, uint64_t off, const void *buf, uint64_t len,
+		     struct vxm_err *err);
+/* Makes [off, off+len) read zeros (shadowing the parent in a differencing
+ * file), see enum vxm_zero_mode.  Same rules and errors as write. */
+int vxm_writer_zero(struct vxm_writer *w, uint64_t off, uint64_t len, enum vxm_zero_mode mode,
+		    struct vxm_err *err);
+/* Sets the DataWriteGuid (g NULL: a new random one) through the header
+ * procedure, now.  Writes do this themselves before the first visible
+ * change; a merge calls it to install the GUID it already promised a child
+ * in parent_linkage2 (fmt §8.4).  At most once per session. */
+int vxm_writer_set_data_guid(struct vxm_writer *w, const struct vxm_guid *g, struct vxm_err *err);
+/* Commits everything staged so far (data-sync, log-commit, log-apply). */
+int vxm_writer_flush(struct vxm_writer *w, struct vxm_err *err);
+/* Commits, flushes, clears the LogGuid (when a log entry was written) and
+ * frees w, also on failure.  After a failed session the LogGuid stays set
+ * when a committed entry may not be applied: the next writable open replays
+ * it. */
+int vxm_writer_end(struct vxm_writer *w, struct vxm_err *err);
+void vxm_writer_get_stats(const struct vxm_writer *w, struct vxm_writer_stats *st);
+
 #ifdef __cplusplus
 }
 #endif
