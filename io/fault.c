@@ -25,7 +25,8 @@
  *
  * I1: after crashed is set, no op reaches the lower context and no record
  *     is added; ops already forwarded still finish there (the fini drain
- *     needs them), but report -VXM_ECRASHED.
+ *     needs them), but report -VXM_ECRASHED.  Size queries still answer:
+ *     they change nothing.
  * I2: a record is durable iff a SYNC record of the same file after it
  *     completed with 0 before the crash (synced).  Resizes are treated like
  *     writes (made durable by any later sync of the file).

@@ -28,8 +28,10 @@
  * VXM_IO_WHOLE (the fault wrapper), vxm_io_reap() resubmits the remainder of a
  * short READ/WRITE itself and hands back only whole (or EOF-short) requests.
  *
- * Errors: functions return 0 (or a count where stated) or -errno; request
- * results are in req->res.  This module knows nothing of VHDX.
+ * A context is driven by one thread at a time (backends may run threads of
+ * their own).  Errors: functions return 0 (or a count where stated) or
+ * -errno; request results are in req->res.  This module knows nothing of
+ * VHDX.
  *
  * Sections below: requests and backends; the context; copy offload; the
  * fault-injection wrapper (io/fault.c); NUMA topology (io/topo.c) and the
@@ -100,7 +102,9 @@ struct vxm_io_stats {
 	unsigned max_inflight;
 	uint64_t wait_ns;     /* time spent blocked in reap */
 	uint64_t errors;      /* requests that completed with res < 0 */
-	uint64_t resubmits;   /* short transfers the generic layer finished (O4) */
+	uint64_t resubmits;   /* remainders of short transfers resubmitted (O4) */
+	uint64_t fixed_file_ops; /* uring: SQEs that named a registered file */
+	uint64_t fixed_buf_ops;  /* uring: SQEs that used a registered buffer */
 };
 
 struct vxm_io_file {

@@ -73,6 +73,7 @@ struct ubuf {
 
 struct uring {
 	struct io_uring ring;
+	struct vxm_io *io;   /* for stats */
 	unsigned depth;
 	struct uslot *slots;
 	unsigned free_head;  /* UINT_MAX: none */
@@ -147,6 +148,8 @@ static int prep(struct uring *u, unsigned i)
 
 	if (!sqe)
 		return -EBUSY;
+	if (s->fixed)
+		u->io->stats.fixed_file_ops++;
 	if (r->op == VXM_IO_SYNC) {
 		io_uring_prep_fsync(sqe, s->fd,
 				    (r->flags & VXM_REQ_FULLSYNC) ? 0 : IORING_FSYNC_DATASYNC);
@@ -157,6 +160,9 @@ static int prep(struct uring *u, unsigned i)
 		uint8_t *p = (uint8_t *)r->buf + s->done;
 		uint64_t off = r->off + s->done;
 		int bi = u->nbufs ? buf_index(u, p, n) : -1;
+
+		if (bi >= 0)
+			u->io->stats.fixed_buf_ops++;
 
 		if (r->op == VXM_IO_WRITE) {
 			if (bi >= 0)
@@ -232,8 +238,10 @@ static void on_cqe(struct uring *u, unsigned i, int res)
 		finish(u, i, r->op == VXM_IO_READ ? (int64_t)s->done : -EIO); /* EOF */
 	else if (r->op == VXM_IO_READ && s->direct && vxm_fd_at_eof(s->real_fd, r->off + s->done))
 		finish(u, i, (int64_t)s->done); /* O_DIRECT: do not retry unaligned */
-	else
+	else {
+		u->io->stats.resubmits++;
 		resubmit(u, i); /* short transfer (O4) */
+	}
 }
 
 /* Harvests every CQE that is ready; resubmissions are sent at once. */
@@ -303,6 +311,7 @@ static int uring_init(struct vxm_io *io, const struct vxm_io_params *p)
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return -ENOMEM;
+	u->io = io;
 	u->depth = p->queue_depth ? p->queue_depth : DEFAULT_DEPTH;
 	if (u->depth > MAX_DEPTH)
 		u->depth = MAX_DEPTH;
