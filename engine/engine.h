@@ -20,6 +20,8 @@
 #ifndef VXM_ENGINE_H
 #define VXM_ENGINE_H
 
+#include <sys/types.h>
+
 #include "vhdxmerge.h"
 #include "vhdx/vhdx.h"
 #include "io/io.h"
@@ -136,6 +138,7 @@ int vxm_image_write_headers(struct vxm_image *img, const struct vxm_hdr *h, cons
 /* Notes gathered while opening and checking. */
 void vxm_image_note(struct vxm_image *img, int severity, uint64_t off, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
 /* ==== writer (engine/writer.c) ==============================================
  *
  * Session states (enum vxm_writer_state), each transition checked by
@@ -241,6 +244,46 @@ void vxm_killpoint_arm(const char *spec);
 /* Times an armed point name was reached since arming. */
 unsigned long vxm_killpoint_count(const char *name);
 
+/* ---- chains (engine/chain.c) ------------------------------------------------ */
+
+struct vxm_chain_layer {
+	struct vxm_image *img;
+	char *via;       /* how this layer was found from its child; "top" for the top */
+	int linked_by;   /* how the layer above links here: 1 parent_linkage, 2 parent_linkage2 */
+	dev_t dev;
+	ino_t ino;
+};
+
+struct vxm_chain {
+	struct vxm_io *io;
+	bool own_io;
+	bool borrowed;              /* vxm_chain_from_images: images not owned */
+	unsigned n;
+	struct vxm_chain_layer *layer; /* [0] = base ... [n-1] = top */
+	uint32_t lss;
+	uint64_t virtual_size;      /* of the top layer */
+};
+
+/* One resolved run: sectors [s, s+nsec) are defined by layer `layer` (DATA
+ * at file_off, or ZERO), or by no layer at or below top (layer -1, kind
+ * PARENT: only when the chain does not reach a base). */
+struct vxm_resolved {
+	int layer;
+	enum vxm_run_kind kind;
+	uint64_t nsec;
+	uint64_t file_off;
+};
+
+/* Walks from layer `top` down to layer `floor` (I3 of chain.c) for the run
+ * starting at sector, at most max sectors long, uniform in every layer it
+ * passed.  Layer -1 / PARENT: no layer in [floor, top] defines it. */
+int vxm_chain_resolve(struct vxm_chain *c, unsigned top, unsigned floor, uint64_t sector,
+		      uint64_t max, struct vxm_resolved *r, struct vxm_err *err);
+/* A chain over images the caller keeps (base first); for tests and fuzzing.
+ * Release with vxm_chain_release (which closes nothing). */
+int vxm_chain_from_images(struct vxm_chain **out, struct vxm_image **imgs, unsigned n,
+			  struct vxm_err *err);
+void vxm_chain_release(struct vxm_chain *c);
 
 #ifdef __cplusplus
 }

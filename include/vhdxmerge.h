@@ -178,6 +178,8 @@ struct vxm_info {
 		uint64_t not_present, undefined, zero, unmapped, fully_present, partially_present;
 		uint64_t sector_bitmaps_present;
 	} bat;
+	/* bytes of payload and bitmap blocks the BAT references */
+	uint64_t allocated_bytes;
 };
 
 /* Fills info; counts BAT states by streaming the BAT (the strings point
@@ -311,6 +313,97 @@ int vxm_writer_flush(struct vxm_writer *w, struct vxm_err *err);
  * it. */
 int vxm_writer_end(struct vxm_writer *w, struct vxm_err *err);
 void vxm_writer_get_stats(const struct vxm_writer *w, struct vxm_writer_stats *st);
+
+/* ---- chains (engine/chain.c) ------------------------------------------------ */
+
+#define VXM_CHAIN_MAX_DEPTH 256
+
+struct vxm_chain;
+
+struct vxm_chain_opts {
+	const char *const *search_dirs; /* extra directories to look for parents in */
+	unsigned nsearch;
+	unsigned max_depth;             /* 0: VXM_CHAIN_MAX_DEPTH */
+	unsigned image_flags;           /* enum vxm_image_flags for every layer */
+	struct vxm_io *io;              /* NULL: a private context */
+};
+
+/* Opens the chain ending in top: finds each parent from the child's locator
+ * (relative_path, then the file names of volume_path/absolute_win32_path in
+ * the child's directory, case-insensitively, then the search directories),
+ * accepts it only when its DataWriteGuid equals parent_linkage (or a
+ * non-zero parent_linkage2), and refuses cycles, chains deeper than
+ * max_depth and differing logical sector sizes (-VXM_ECHAIN, err saying
+ * which file wants what and every candidate tried). */
+int vxm_chain_open(struct vxm_chain **out, const char *top, const struct vxm_chain_opts *o,
+		   struct vxm_err *err);
+void vxm_chain_close(struct vxm_chain *c);
+/* Layers, base first. */
+unsigned vxm_chain_depth(const struct vxm_chain *c);
+struct vxm_image *vxm_chain_image(const struct vxm_chain *c, unsigned i);
+/* How layer i was found from its child ("top" for the top), and which
+ * linkage key its child matched (1 parent_linkage, 2 parent_linkage2, 0 top). */
+const char *vxm_chain_via(const struct vxm_chain *c, unsigned i);
+int vxm_chain_linked_by(const struct vxm_chain *c, unsigned i);
+uint64_t vxm_chain_virtual_size(const struct vxm_chain *c);
+uint32_t vxm_chain_sector_size(const struct vxm_chain *c);
+/* Reads the virtual disk as the top layer shows it. */
+int vxm_chain_read(struct vxm_chain *c, void *buf, uint64_t len, uint64_t off, struct vxm_err *err);
+/* Path of an image. */
+const char *vxm_image_path(const struct vxm_image *img);
+
+/* ---- the BAT-diff planner (engine/plan.c) ---------------------------------- */
+
+#define VXM_PLAN_NEW_FILE (-1)
+
+struct vxm_plan_opts {
+	int dest;                  /* layer index of the destination D (0 = the base), or
+				    * VXM_PLAN_NEW_FILE for a new standalone file */
+	int top;                   /* newest merged layer; -1: the chain's top */
+	uint32_t new_block_size;   /* new file: its block size (0: the top's) */
+	bool new_fixed;            /* new file: fully allocated */
+};
+
+enum vxm_extent_kind {
+	VXM_EXT_COPY = 1,          /* bytes from a source layer */
+	VXM_EXT_ZERO,              /* the destination must read zeros here */
+};
+
+/* One planned write, in destination (virtual disk) order. */
+struct vxm_extent {
+	uint64_t voff;             /* virtual byte offset in the destination */
+	uint64_t len;              /* bytes; a multiple of the sector size */
+	enum vxm_extent_kind kind;
+	int layer;                 /* COPY: source layer index (base = 0) */
+	uint64_t src_off;          /* COPY: byte offset in that layer's file */
+};
+
+struct vxm_plan_stats {
+	uint64_t copy_bytes;        /* resolved to data in a merged layer */
+	uint64_t zero_bytes;        /* resolved to zeros in a merged layer */
+	uint64_t extents;           /* after coalescing */
+	uint64_t naive_copy_bytes;  /* written by merging one level at a time */
+	uint64_t dest_new_blocks;   /* destination blocks to allocate */
+	uint64_t dest_zero_blocks;  /* destination blocks that become ZERO (no data) */
+	uint64_t dest_new_bitmaps;  /* sector-bitmap blocks to create (differencing D) */
+	uint64_t dest_growth_bytes; /* how much the destination file grows */
+	uint64_t dest_virtual_size; /* after the merge (the top's size) */
+	uint64_t runs;              /* resolved runs before coalescing */
+	uint64_t layer_copy_bytes[VXM_CHAIN_MAX_DEPTH]; /* copy_bytes by source layer */
+};
+
+/* Called for every extent in destination order; a non-zero return stops the
+ * plan and is returned. */
+typedef int (*vxm_extent_fn)(void *ctx, const struct vxm_extent *e);
+
+/* Plans merging layers (dest, top] into dest, or every layer into a new
+ * file, by the BATs and sector bitmaps alone: each sector's newest
+ * definition wins (fmt §8.1).  Sectors no merged layer defines are not
+ * emitted (D keeps them).  Extents are coalesced into the longest runs the
+ * sources allow.  Memory is bounded by the layers' BAT windows and bitmap
+ * slices (engine.h I2), whatever the disk size.  fn may be NULL (stats only). */
+int vxm_plan(struct vxm_chain *c, const struct vxm_plan_opts *o, vxm_extent_fn fn, void *ctx,
+	     struct vxm_plan_stats *st, struct vxm_err *err);
 
 #ifdef __cplusplus
 }
