@@ -56,6 +56,18 @@ void json_end(struct json *j); /* final newline */
 /* Human-readable size, e.g. "10 MiB" or "1.5 GiB". */
 char *cli_human(uint64_t bytes, char *buf, size_t len);
 
+/* Shared chain options of chain, plan, merge, convert. */
+int cli_add_search_dir(struct vxm_chain_opts *o, const char *dir);
+/* Opens a chain, printing the error; 0 or an exit code. */
+int cli_open_chain(const char *cmd, const char *top, struct vxm_chain_opts *o,
+		   struct vxm_chain **c);
+
+int cmd_chain(int argc, char **argv);
+void help_chain(FILE *out);
+int cmd_plan(int argc, char **argv);
+void help_plan(FILE *out);
+int cmd_scan(int argc, char **argv);
+void help_scan(FILE *out);
 int cmd_info(int argc, char **argv);
 void help_info(FILE *out);
 int cmd_check(int argc, char **argv);

@@ -12,6 +12,12 @@ static const struct cli_cmd cmds[] = {
 	{ "info", "FILE [--json]", "show what a VHDX/AVHDX file is", cmd_info, help_info },
 	{ "check", "FILE [--repair] [--json]", "check every structural rule; replay a dirty log",
 	  cmd_check, help_check },
+	{ "chain", "TOP [--json] [--search-dir DIR]", "list and verify the chain that ends in TOP",
+	  cmd_chain, help_chain },
+	{ "plan", "TOP [--into ANCESTOR] [--json]", "dry run: what a merge would write, and if it fits",
+	  cmd_plan, help_plan },
+	{ "scan", "DIR [--json] [--older-than DAYS]", "find every chain; flag leftovers and broken links",
+	  cmd_scan, help_scan },
 	{ "create", "FILE --size SIZE [--fixed] [--parent P] ...", "create an empty fixed, dynamic or differencing VHDX", cmd_create, help_create },
 	{ "synth", "DIR --seed S [--layers N] [--json] ...", "write a deterministic test chain and its expected SHA-256", cmd_synth, help_synth },
 };

@@ -67,6 +67,59 @@ static char *dir_of(const char *path)
 	return d;
 }
 
+/* dir + "/" + rel with "." segments dropped and "x/.." folded lexically
+ * (symlinks are not resolved: the path shown is the path the user gave). */
+static char *path_join(const char *dir, const char *rel)
+{
+	char *raw, *out;
+	if (rel[0] == '/') {
+		raw = strdup(rel);
+	} else if (asprintf(&raw, "%s/%s", dir, rel) < 0) {
+		raw = NULL;
+	}
+	if (!raw)
+		return NULL;
+	out = malloc(strlen(raw) + 2);
+	if (!out) {
+		free(raw);
+		return NULL;
+	}
+	size_t o = 0;
+	bool abs = raw[0] == '/';
+	if (abs)
+		out[o++] = '/';
+	for (char *save = NULL, *seg = strtok_r(raw, "/", &save); seg; seg = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(seg, "."))
+			continue;
+		if (!strcmp(seg, "..")) {
+			/* drop the previous segment unless there is none or it is ".." */
+			size_t end = o;
+			while (end > (abs ? 1u : 0u) && out[end - 1] == '/')
+				end--;
+			size_t start = end;
+			while (start > 0 && out[start - 1] != '/')
+				start--;
+			if (end > start && !(end - start == 2 && !strncmp(out + start, "..", 2))) {
+				o = start;
+				continue;
+			}
+			if (abs && end <= 1)
+				continue; /* "/.." is "/" */
+		}
+		size_t n = strlen(seg);
+		memcpy(out + o, seg, n);
+		o += n;
+		out[o++] = '/';
+	}
+	if (o > 1 && out[o - 1] == '/')
+		o--;
+	if (o == 0)
+		out[o++] = '.';
+	out[o] = 0;
+	free(raw);
+	return out;
+}
+
 /* The last component of a Windows or POSIX path. */
 static const char *win_basename(const char *p)
 {
@@ -86,7 +139,8 @@ static char *find_in_dir(const char *dir, const char *name)
 
 	if (!name[0])
 		return NULL;
-	if (asprintf(&p, "%s/%s", dir, name) < 0)
+	p = path_join(dir, name);
+	if (!p)
 		return NULL;
 	if (stat(p, &st) == 0 && S_ISREG(st.st_mode))
 		return p;
@@ -98,8 +152,7 @@ static char *find_in_dir(const char *dir, const char *name)
 	p = NULL;
 	while ((e = readdir(d))) {
 		if (!strcasecmp(e->d_name, name)) {
-			if (asprintf(&p, "%s/%s", dir, e->d_name) < 0)
-				p = NULL;
+			p = path_join(dir, e->d_name);
 			break;
 		}
 	}
@@ -146,7 +199,7 @@ static void candidates(const struct vxm_image *child, const struct vxm_chain_opt
 			for (char *q = rel; *q; q++)
 				if (*q == '\\')
 					*q = '/';
-			if (asprintf(&p, "%s/%s", dir, rel) >= 0) {
+			if ((p = path_join(dir, rel)) != NULL) {
 				if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
 					cand_add(l, p, "relative_path");
 				} else {
@@ -343,16 +396,8 @@ int vxm_chain_open(struct vxm_chain **out, const char *top, const struct vxm_cha
 		c->layer[i] = c->layer[c->n - 1 - i];
 		c->layer[c->n - 1 - i] = t;
 	}
-	/* linked_by describes how layer i+1 links to layer i: move it down. */
-	for (unsigned i = 0; i + 1 < c->n; i++) {
-		c->layer[i].linked_by = c->layer[i + 1].linked_by;
-		free(c->layer[i].via);
-		c->layer[i].via = c->layer[i + 1].via;
-		c->layer[i + 1].via = NULL;
-	}
-	c->layer[c->n - 1].linked_by = 0;
-	free(c->layer[c->n - 1].via);
-	c->layer[c->n - 1].via = strdup("top");
+	/* Each parent was pushed with how its child linked to it and how it was
+	 * found: after the reversal layer i describes the link from i+1 to i. */
 	c->lss = c->layer[0].img->m.logical_sector_size;
 	c->virtual_size = c->layer[c->n - 1].img->m.virtual_size;
 	*out = c;
@@ -517,4 +562,16 @@ uint32_t vxm_chain_sector_size(const struct vxm_chain *c)
 const char *vxm_image_path(const struct vxm_image *img)
 {
 	return img->path;
+}
+
+int vxm_chain_index_of(const struct vxm_chain *c, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return -errno;
+	for (unsigned i = 0; i < c->n; i++)
+		if (c->layer[i].dev == st.st_dev && c->layer[i].ino == st.st_ino)
+			return (int)i;
+	return -ENOENT;
 }

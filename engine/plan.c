@@ -24,7 +24,10 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <libgen.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 struct dest_track {
 	bool on;
@@ -233,5 +236,24 @@ int vxm_plan(struct vxm_chain *c, const struct vxm_plan_opts *o, vxm_extent_fn f
 			st->dest_growth_bytes += 4 * VXM_MiB +
 						 (ng.total_entries * 8 + VXM_MiB - 1) / VXM_MiB * VXM_MiB;
 	}
+	return 0;
+}
+
+int vxm_space_free(const char *path, uint64_t *bytes, struct vxm_err *err)
+{
+	struct statvfs sv;
+	char *dir = strdup(path);
+
+	if (!dir)
+		return -ENOMEM;
+	/* A file that does not exist yet: ask its directory. */
+	if (statvfs(path, &sv) < 0 && statvfs(dirname(dir), &sv) < 0) {
+		int e = -errno;
+		free(dir);
+		return vxm_fail(err, e, VXM_OFF_NONE, "%s: cannot query free space: %s", path,
+				strerror(-e));
+	}
+	free(dir);
+	*bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
 	return 0;
 }

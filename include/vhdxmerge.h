@@ -351,6 +351,9 @@ uint32_t vxm_chain_sector_size(const struct vxm_chain *c);
 int vxm_chain_read(struct vxm_chain *c, void *buf, uint64_t len, uint64_t off, struct vxm_err *err);
 /* Path of an image. */
 const char *vxm_image_path(const struct vxm_image *img);
+/* Index of the layer that is the file at path (same device and inode), or
+ * -ENOENT when the file is not part of the chain. */
+int vxm_chain_index_of(const struct vxm_chain *c, const char *path);
 
 /* ---- the BAT-diff planner (engine/plan.c) ---------------------------------- */
 
@@ -404,6 +407,9 @@ typedef int (*vxm_extent_fn)(void *ctx, const struct vxm_extent *e);
  * slices (engine.h I2), whatever the disk size.  fn may be NULL (stats only). */
 int vxm_plan(struct vxm_chain *c, const struct vxm_plan_opts *o, vxm_extent_fn fn, void *ctx,
 	     struct vxm_plan_stats *st, struct vxm_err *err);
+/* Bytes available to an unprivileged writer on the filesystem holding path
+ * (or, when path does not exist yet, its directory). */
+int vxm_space_free(const char *path, uint64_t *bytes, struct vxm_err *err);
 
 #ifdef __cplusplus
 }
