@@ -358,12 +358,13 @@ int vxm_topo_cpu_node(const struct vxm_topo *topo, unsigned cpu);
  * synthetic topology).  0 or -errno. */
 int vxm_topo_bind_thread(const struct vxm_topo *topo, unsigned node);
 
-/* Memory placed on a node (4 KiB aligned, zero-filled, pages touched). */
+/* Memory placed on a node: page aligned (2 MiB aligned and huge-page
+ * advised from 2 MiB up), zero-filled, pages touched. */
 struct vxm_topo_mem {
 	void *p;
-	size_t len;
+	size_t len;              /* as mapped: len rounded up */
 	unsigned node;
-	bool bound;              /* hwloc placed it; false: aligned_alloc fallback */
+	bool bound;              /* the kernel was told to keep it on node */
 };
 int vxm_topo_alloc(const struct vxm_topo *topo, unsigned node, size_t len,
 		   struct vxm_topo_mem *out);
@@ -398,7 +399,9 @@ struct vxm_pool {
 
 /* 0 or -errno (-ENOMEM, or the registration error). */
 int vxm_pool_init(struct vxm_pool *pool, const struct vxm_pool_params *p);
-/* Frees every slab; buffers still out become invalid. */
+/* Frees every slab; buffers still out become invalid.  When the slabs were
+ * registered, finish that io context (or unregister) first: the ring keeps
+ * the pages pinned until then. */
 void vxm_pool_fini(struct vxm_pool *pool);
 /* A buffer from node's free list, else from another node's, else NULL. */
 void *vxm_pool_get(struct vxm_pool *pool, unsigned node);

@@ -26,6 +26,7 @@
 #define _GNU_SOURCE
 #include "io_priv.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -62,6 +63,16 @@ static bool is_barrier(const struct vxm_req *r)
 static bool runnable(const struct psync *ps)
 {
 	return ps->run.head && (!is_barrier(ps->run.head) || ps->running == 0); /* I2 */
+}
+
+/* Debug checker for I1 and I2, run under the mutex at each transition. */
+static inline bool psync_check(const struct psync *ps)
+{
+	if (ps->pending != ps->staged.n + ps->run.n + ps->running + ps->done.n)
+		return false; /* I1 */
+	if (ps->pending > ps->depth)
+		return false;
+	return true;
 }
 
 static struct pfile file_at(const struct psync *ps, int slot)
@@ -101,6 +112,7 @@ static void *worker(void *arg)
 		req->res = res;
 		ps->running--;
 		reqq_push(&ps->done, req);
+		assert(psync_check(ps));
 		pthread_cond_signal(&ps->done_cv);
 	}
 	pthread_mutex_unlock(&ps->mu);
@@ -229,6 +241,7 @@ static int psync_queue(struct vxm_io *io, struct vxm_req *req)
 	} else {
 		reqq_push(&ps->staged, req);
 		ps->pending++;
+		assert(psync_check(ps));
 	}
 	pthread_mutex_unlock(&ps->mu);
 	return ret;
@@ -272,6 +285,7 @@ static int psync_reap(struct vxm_io *io, unsigned min, struct vxm_req **done, un
 	while (n < max && ps->done.head)
 		done[n++] = reqq_pop(&ps->done);
 	ps->pending -= n;
+	assert(psync_check(ps));
 	pthread_mutex_unlock(&ps->mu);
 	return (int)n;
 }

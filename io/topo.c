@@ -9,15 +9,23 @@
  *
  * A synthetic topology (hwloc_topology_set_synthetic) is not this machine:
  * hwloc would silently fake binding and placement, so we do not call it;
- * binding returns 0, allocation uses aligned_alloc, and the memory query
- * returns -ENOSYS.  Without hwloc (no VXM_HAVE_HWLOC) the machine is one
+ * binding returns 0, memory is not bound, and the memory query returns
+ * -ENOSYS.
+ *
+ * Memory comes from mmap, then hwloc_set_area_membind() to the node before
+ * the first touch.  Areas of 2 MiB or more are 2 MiB aligned and advised
+ * MADV_HUGEPAGE: an io_uring registered buffer backed by huge pages is
+ * coalesced into large segments, so a 1 MiB O_DIRECT request is a handful
+ * of segments instead of 256 pages (measured: several times the throughput
+ * on virtio-blk, whose queue takes 254 segments).  Without hwloc (no VXM_HAVE_HWLOC) the machine is one
  * node holding the CPUs this process may use.
  *
  * I1: nnodes >= 1 and every node has at least one CPU, or binding it binds
  *     to every CPU of the machine (memory-only nodes).
  * I2: memory from vxm_topo_alloc is 4 KiB aligned, zeroed and touched, so
  *     its pages exist (on the chosen node when bound) before first use.
- * I3: m->bound says which allocator produced m->p, and so which frees it.
+ * I3: every area is one private anonymous mapping of m->len bytes.
+ * I4: areas of 2 MiB or more start and end on 2 MiB boundaries.
  */
 #define _GNU_SOURCE
 #include "io_priv.h"
@@ -25,6 +33,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -33,6 +42,7 @@
 #endif
 
 enum { ALIGN = 4096 };
+#define HUGE ((size_t)2 << 20)
 
 struct tnode {
 	unsigned os_index;
@@ -206,43 +216,45 @@ int vxm_topo_alloc(const struct vxm_topo *topo, unsigned node, size_t len,
 		   struct vxm_topo_mem *out)
 {
 	size_t n = round_up(len ? len : 1);
+	uint8_t *p;
 
-	*out = (struct vxm_topo_mem){ .len = n, .node = node };
+	*out = (struct vxm_topo_mem){ .node = node };
 	if (topo && node >= topo->nnodes)
 		return -EINVAL;
-#ifdef VXM_HAVE_HWLOC
-	if (topo && topo->system) {
-		void *p = hwloc_alloc_membind(topo->t, n, topo->nodes[node].nodeset,
-					      HWLOC_MEMBIND_BIND, HWLOC_MEMBIND_BYNODESET);
-		if (p && ((uintptr_t)p % ALIGN) == 0) {
-			out->p = p;
-			out->bound = true;
-		} else if (p) {
-			hwloc_free(topo->t, p, n); /* not page aligned: do not use */
-		}
+	if (n >= HUGE) { /* I4: 2 MiB aligned so THP can back it */
+		n = (n + HUGE - 1) / HUGE * HUGE;
+		p = mmap(NULL, n + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			 -1, 0);
+		if (p == MAP_FAILED)
+			return -ENOMEM;
+		size_t head = (HUGE - (uintptr_t)p % HUGE) % HUGE;
+		if (head)
+			munmap(p, head);
+		munmap(p + head + n, HUGE - head);
+		p += head;
+		(void)madvise(p, n, MADV_HUGEPAGE); /* a hint: fine if refused */
+	} else {
+		p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return -ENOMEM;
 	}
+	out->p = p;
+	out->len = n;
+#ifdef VXM_HAVE_HWLOC
+	if (topo && topo->system)
+		out->bound = hwloc_set_area_membind(topo->t, p, n, topo->nodes[node].nodeset,
+						    HWLOC_MEMBIND_BIND,
+						    HWLOC_MEMBIND_BYNODESET) == 0;
 #endif
-	if (!out->p)
-		out->p = aligned_alloc(ALIGN, n);
-	if (!out->p)
-		return -ENOMEM;
-	memset(out->p, 0, n); /* I2: fault the pages in where they were bound */
+	memset(p, 0, n); /* I2: fault the pages in where they were bound */
 	return 0;
 }
 
 void vxm_topo_free(const struct vxm_topo *topo, struct vxm_topo_mem *m)
 {
-	if (!m->p)
-		return;
-#ifdef VXM_HAVE_HWLOC
-	if (m->bound && topo) {
-		hwloc_free(topo->t, m->p, m->len);
-		m->p = NULL;
-		return;
-	}
-#endif
 	(void)topo;
-	free(m->p); /* I3 */
+	if (m->p)
+		munmap(m->p, m->len); /* I3 */
 	m->p = NULL;
 }
 

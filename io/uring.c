@@ -35,6 +35,7 @@
 #define _GNU_SOURCE
 #include "io_priv.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -87,6 +88,16 @@ struct uring {
 	unsigned nbufs;
 	struct reqq done;
 };
+
+/* Debug checker for I1, run when reap hands requests out (O(depth)). */
+static inline bool uring_check(const struct uring *u)
+{
+	unsigned busy = 0;
+
+	for (unsigned i = 0; i < u->depth; i++)
+		busy += u->slots[i].req != NULL;
+	return busy == u->used && u->used <= u->depth && u->unsubmitted <= u->used;
+}
 
 static unsigned slot_get(struct uring *u)
 {
@@ -518,6 +529,7 @@ static int uring_reap(struct vxm_io *io, unsigned min, struct vxm_req **done, un
 	}
 	while (n < max && u->done.head)
 		done[n++] = reqq_pop(&u->done);
+	assert(uring_check(u));
 	return n ? (int)n : ret;
 }
 
