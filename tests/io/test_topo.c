@@ -272,6 +272,33 @@ static void pool_slabs_register_as_fixed_buffers(void **state)
 	vxm_io_fini(&io);
 }
 
+/* I4 of io/topo.c: areas from 2 MiB up are 2 MiB aligned (huge pages can
+ * back them, and registered buffers then coalesce into large segments);
+ * smaller ones are page aligned.  Both are zeroed. */
+static void large_areas_are_aligned_for_huge_pages(void **state)
+{
+	struct vxm_topo *t;
+	struct vxm_topo_mem big, small;
+	(void)state;
+
+	assert_int_equal(vxm_topo_open(&t, NULL), 0);
+	assert_int_equal(vxm_topo_alloc(t, 0, 3 << 20, &big), 0);
+	assert_int_equal((uintptr_t)big.p % (2 << 20), 0);
+	assert_int_equal(big.len, 4 << 20);
+	assert_true(big.bound);
+	assert_int_equal(vxm_topo_alloc(NULL, 0, 5000, &small), 0);
+	assert_int_equal((uintptr_t)small.p % 4096, 0);
+	assert_int_equal(small.len, 8192);
+	assert_false(small.bound);
+	for (size_t i = 0; i < big.len; i += 4096)
+		assert_int_equal(((uint8_t *)big.p)[i], 0);
+	assert_int_equal(((uint8_t *)small.p)[8191], 0);
+	vxm_topo_free(t, &big);
+	vxm_topo_free(NULL, &small);
+	assert_null(big.p);
+	vxm_topo_close(t);
+}
+
 struct churn {
 	struct vxm_pool *pool;
 	unsigned node;
@@ -337,6 +364,7 @@ int main(void)
 		cmocka_unit_test(on_this_machine_pages_and_threads_land_on_their_node),
 		cmocka_unit_test(psync_workers_bound_to_nodes_still_do_io),
 		cmocka_unit_test(pool_slabs_register_as_fixed_buffers),
+		cmocka_unit_test(large_areas_are_aligned_for_huge_pages),
 		cmocka_unit_test(get_and_put_from_many_threads_never_share_a_buffer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
