@@ -145,7 +145,7 @@ void vxm_image_note(struct vxm_image *img, int severity, uint64_t off, const cha
  * writer_check():
  *
  *   vxm_writer_begin -> CLEAN --first change--> DIRTY --first entry--> LOGGING
- *        (nothing written)   (new FileWriteGuid)       (new LogGuid, init entry)
+ *        (nothing written)   (new FileWriteGuid)       (init entry, new LogGuid)
  *   DIRTY/LOGGING --vxm_writer_end--> (LogGuid 0, freed)
  *   any I/O failure --> FAILED: only vxm_writer_end is accepted; it flushes
  *        nothing and keeps the LogGuid so a later writable open replays.
@@ -171,6 +171,7 @@ enum vxm_writer_state {
 /* Sync tags (durability points) of a session, also kill-point names. */
 #define VXM_TAG_SESSION_BEGIN "session-begin" /* header: new FileWriteGuid */
 #define VXM_TAG_DATA_GUID "data-guid"         /* header: new DataWriteGuid */
+#define VXM_TAG_LOG_INIT "log-init"           /* init entry, before the LogGuid */
 #define VXM_TAG_LOG_GUID "log-guid"           /* header: new LogGuid */
 #define VXM_TAG_DATA_SYNC "data-sync"         /* payload and file extension */
 #define VXM_TAG_LOG_COMMIT "log-commit"       /* log entry durable: commit point */

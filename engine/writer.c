@@ -8,9 +8,10 @@
  *     the virtual disk could observe, a new LogGuid before the first entry
  *     and LogGuid 0 at the end (fmt §1.3);
  *   - the log: entries written from log offset 0, an init entry (no
- *     descriptors, Tail pointing at itself) first, then one entry per
- *     transaction, each retired (applied and flushed) before the next is
- *     written, so every entry's Tail points at itself;
+ *     descriptors, Tail pointing at itself) first, flushed before the
+ *     header names its LogGuid, then one entry per transaction, each
+ *     retired (applied and flushed) before the next is written, so every
+ *     entry's Tail points at itself;
  *   - the staging area of the open transaction: whole 4 KiB images of BAT,
  *     sector-bitmap and metadata sectors, keyed by file offset;
  *   - allocation at the end of the file (fmt §7).
@@ -46,6 +47,9 @@
  *     FULLY_PRESENT; zeros are written as data.
  * I7: at vxm_writer_end every entry is applied and flushed before the
  *     LogGuid is cleared; after a failure the LogGuid is left set.
+ * I8: a non-zero LogGuid is never current without a durable valid entry of
+ *     that GUID in the log (the init entry is flushed first), so no crash
+ *     leaves a log the spec would call corrupt (fmt §6.3).
  */
 #define _GNU_SOURCE
 #include "engine.h"
@@ -73,7 +77,6 @@ struct vxm_writer {
 	/* log */
 	uint64_t seq;            /* sequence number of the last entry written */
 	uint32_t log_pos;        /* log-relative offset of the next entry */
-	bool init_pending;       /* the init entry goes in front of the first */
 	uint32_t entry_cap;      /* data sectors one entry can hold */
 	uint8_t *ebuf;           /* log_len bytes: the entry being written */
 
@@ -692,21 +695,43 @@ static int meta_reload(struct vxm_writer *w, struct vxm_err *err)
 
 /* ---- the log ------------------------------------------------------------------------- */
 
+/* fmt §6.5 step 2, ordered so that a LogGuid is never current without a
+ * valid entry of that GUID in the log (the spec calls such a file corrupt):
+ * the init entry (no descriptors, Tail pointing at itself, a random starting
+ * sequence number, as Hyper-V writes it) goes to log offset 0 under the new
+ * GUID and is flushed ("log-init") while the header still says LogGuid 0,
+ * which makes the log dead to every reader; then the header update installs
+ * the GUID ("log-guid"). */
 static int log_start(struct vxm_writer *w, struct vxm_err *err)
 {
-	struct vxm_hdr h = w->img->hdr;
+	struct vxm_image *img = w->img;
+	struct vxm_hdr h = img->hdr;
 	struct vxm_guid r;
 	int ret;
 
 	vxm_guid_new(&h.log_guid); /* never zero: version bits are set */
+	vxm_guid_new(&r);
+	w->seq = vxm_le64(r.b) & 0x00FFFFFFFFFFFFFFull;
+	struct vxm_log_entry e = { 0 };
+	e.guid = h.log_guid;
+	e.tail = 0;
+	e.seq = ++w->seq;
+	e.flushed_file_offset = w->durable_size / VXM_MiB * VXM_MiB;
+	e.last_file_offset =
+		round_up(img->file_size > w->alloc_end ? img->file_size : w->alloc_end, VXM_MiB);
+	ret = vxm_log_entry_encode(&e, NULL, 0, w->ebuf, SECT, err);
+	if (ret)
+		return fail(w, ret);
+	ret = do_write(w, w->ebuf, SECT, img->hdr.log_off, "the log's init entry", err);
+	if (!ret)
+		ret = do_sync(w, VXM_TAG_LOG_INIT, err);
+	if (ret)
+		return ret;
+	w->stats.entries++;
+	w->log_pos = SECT;
 	ret = headers(w, &h, VXM_TAG_LOG_GUID, err);
 	if (ret)
 		return ret;
-	/* A random starting sequence number, as Hyper-V does (fmt §6.5). */
-	vxm_guid_new(&r);
-	w->seq = vxm_le64(r.b) & 0x00FFFFFFFFFFFFFFull;
-	w->log_pos = 0;
-	w->init_pending = true;
 	w->state = VXM_WS_LOGGING;
 	assert(writer_check(w));
 	return 0;
@@ -718,42 +743,30 @@ static int log_write(struct vxm_writer *w, const struct vxm_log_update *u, unsig
 	struct vxm_image *img = w->img;
 	uint32_t log_len = img->hdr.log_len;
 	uint32_t size = vxm_log_entry_size(u, n);
-	uint32_t init = w->init_pending ? SECT : 0;
 	uint32_t pos = w->log_pos;
 	int ret;
 
-	if (size + init > log_len)
-		init = 0; /* no room for the init entry: the first entry stands alone */
-	if ((uint64_t)pos + init + size > log_len)
+	if ((uint64_t)pos + size > log_len)
 		pos = 0; /* never split an entry; every earlier one is retired */
 	struct vxm_log_entry e = { 0 };
 	e.guid = img->hdr.log_guid;
 	e.flushed_file_offset = w->durable_size / VXM_MiB * VXM_MiB;
 	e.last_file_offset =
 		round_up(img->file_size > w->alloc_end ? img->file_size : w->alloc_end, VXM_MiB);
-	if (init) {
-		e.tail = pos;
-		e.seq = ++w->seq;
-		ret = vxm_log_entry_encode(&e, NULL, 0, w->ebuf, SECT, err);
-		if (ret)
-			return fail(w, ret);
-		w->stats.entries++;
-	}
-	e.tail = pos + init; /* every earlier entry is retired: Tail is itself */
+	e.tail = pos; /* every earlier entry is retired: Tail is itself */
 	e.seq = ++w->seq;
-	ret = vxm_log_entry_encode(&e, u, n, w->ebuf + init, log_len - init, err);
+	ret = vxm_log_entry_encode(&e, u, n, w->ebuf, log_len, err);
 	if (ret)
 		return fail(w, ret);
-	ret = do_write(w, w->ebuf, init + size, img->hdr.log_off + pos, "a log entry", err);
+	ret = do_write(w, w->ebuf, size, img->hdr.log_off + pos, "a log entry", err);
 	if (ret)
 		return ret;
 	ret = do_sync(w, VXM_TAG_LOG_COMMIT, err); /* the commit point (I3) */
 	if (ret)
 		return ret;
-	w->init_pending = false;
 	w->stats.entries++;
 	w->stats.sectors_logged += n;
-	w->log_pos = (pos + init + size) % log_len;
+	w->log_pos = (pos + size) % log_len;
 	return 0;
 }
 
@@ -922,7 +935,8 @@ int vxm_writer_begin(struct vxm_writer **out, struct vxm_image *img, struct vxm_
 		return vxm_fail(err, -ENOMEM, VXM_OFF_NONE, "out of memory");
 	w->img = img;
 	w->state = VXM_WS_CLEAN;
-	uint32_t sectors = img->hdr.log_len / SECT, n = sectors;
+	/* An entry leaves room for the init entry in front of it. */
+	uint32_t sectors = img->hdr.log_len / SECT - 1, n = sectors;
 	while (n && desc_sectors(n) + n > sectors)
 		n--;
 	w->entry_cap = n < VXM_TXN_MAX_SECTORS ? n : VXM_TXN_MAX_SECTORS;
