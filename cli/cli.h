@@ -68,6 +68,10 @@ int cmd_plan(int argc, char **argv);
 void help_plan(FILE *out);
 int cmd_scan(int argc, char **argv);
 void help_scan(FILE *out);
+int cmd_merge(int argc, char **argv);
+void help_merge(FILE *out);
+int cmd_convert(int argc, char **argv);
+void help_convert(FILE *out);
 int cmd_info(int argc, char **argv);
 void help_info(FILE *out);
 int cmd_check(int argc, char **argv);
@@ -76,5 +80,7 @@ int cmd_create(int argc, char **argv);
 void help_create(FILE *out);
 int cmd_synth(int argc, char **argv);
 void help_synth(FILE *out);
+int cmd_compare(int argc, char **argv);
+void help_compare(FILE *out);
 
 #endif

@@ -16,10 +16,15 @@ static const struct cli_cmd cmds[] = {
 	  cmd_chain, help_chain },
 	{ "plan", "TOP [--into ANCESTOR] [--json]", "dry run: what a merge would write, and if it fits",
 	  cmd_plan, help_plan },
+	{ "merge", "TOP [--into ANCESTOR] [--progress MODE] ...", "merge the chain into an ancestor, in place, resumable",
+	  cmd_merge, help_merge },
+	{ "convert", "TOP OUT [--fixed] [--format vhdx|raw]", "write the chain's view to a new standalone file",
+	  cmd_convert, help_convert },
 	{ "scan", "DIR [--json] [--older-than DAYS]", "find every chain; flag leftovers and broken links",
 	  cmd_scan, help_scan },
 	{ "create", "FILE --size SIZE [--fixed] [--parent P] ...", "create an empty fixed, dynamic or differencing VHDX", cmd_create, help_create },
 	{ "synth", "DIR --seed S [--layers N] [--json] ...", "write a deterministic test chain and its expected SHA-256", cmd_synth, help_synth },
+	{ "compare", "A B [--json] [--progress MODE]", "do two disks (VHDX chains or raw images) read the same?", cmd_compare, help_compare },
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 

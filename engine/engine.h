@@ -218,6 +218,11 @@ int vxm_txn_commit(struct vxm_writer *w, const char *tag, struct vxm_err *err);
  * allocation), 1 MiB) and extends the file first (fmt §7); the space reads
  * zeros and is never handed out twice in a session.  *off receives it. */
 int vxm_writer_alloc(struct vxm_writer *w, uint64_t len, uint64_t *off, struct vxm_err *err);
+/* Reserves [off, off+len) (off 1 MiB aligned) for a caller that places its
+ * allocations itself (a resumable merge allocates at fixed offsets so a
+ * resumed run ends byte-identical): extends the file when it ends before,
+ * and keeps later vxm_writer_alloc calls past it. */
+int vxm_writer_reserve(struct vxm_writer *w, uint64_t off, uint64_t len, struct vxm_err *err);
 /* Marks payload written by the caller (not through vxm_writer_write) as
  * needing the next data-sync. */
 void vxm_writer_data_written(struct vxm_writer *w);
@@ -285,6 +290,55 @@ int vxm_chain_resolve(struct vxm_chain *c, unsigned top, unsigned floor, uint64_
 int vxm_chain_from_images(struct vxm_chain **out, struct vxm_image **imgs, unsigned n,
 			  struct vxm_err *err);
 void vxm_chain_release(struct vxm_chain *c);
+
+/* ---- merge journal (engine/journal.c) --------------------------------------- */
+
+#define VXM_JOURNAL_MAX (VXM_CHAIN_MAX_DEPTH + 8)
+
+enum vxm_jphase {
+	VXM_JPHASE_PLANNED = 0, /* recorded; nothing changed yet */
+	VXM_JPHASE_LINKED,      /* C1 accepts D's new DataWriteGuid (parent_linkage2) */
+	VXM_JPHASE_COPYING,     /* D carries the new DataWriteGuid; data up to cursor durable */
+	VXM_JPHASE_COPIED,      /* D complete, log clear, headers final */
+	VXM_JPHASE_REPOINTED,   /* every child re-pointed at D and final */
+	VXM_JPHASE_CLEANUP,     /* merged files being removed */
+};
+
+struct vxm_journal {
+	bool convert;
+	enum vxm_jphase phase;
+	uint64_t seed;            /* GUID seed: a resumed run draws the same GUIDs */
+	char *top, *dest, *out;   /* absolute paths; out: convert's final name */
+	int out_format;
+	int dest_index;           /* layer index of D, -1 for a new file */
+	struct vxm_guid dest_orig_dwg, dest_new_dwg;
+	uint64_t dest_orig_seq;
+	uint64_t alloc_base;      /* first byte the merge allocates in D */
+	uint64_t cursor;          /* virtual bytes [0, cursor) are durable in D */
+	uint64_t alloc_next;      /* allocation point at the cursor */
+	int keep_merged;
+	unsigned nlayers;         /* merged layers, base side first */
+	struct vxm_guid layer_dwg[VXM_JOURNAL_MAX];
+	uint64_t layer_seq[VXM_JOURNAL_MAX];
+	char *layer_path[VXM_JOURNAL_MAX];
+	unsigned nchildren;       /* children of TOP re-pointed at D */
+	struct vxm_guid child_dwg[VXM_JOURNAL_MAX];
+	uint64_t child_seq[VXM_JOURNAL_MAX];
+	char *child_path[VXM_JOURNAL_MAX];
+};
+
+char *vxm_journal_path(const char *dest);
+const char *vxm_journal_phase_name(enum vxm_jphase p);
+int vxm_journal_save(const struct vxm_journal *j, const char *path, struct vxm_err *err);
+/* -ENOENT when there is none; -VXM_ECORRUPT for a damaged one. */
+int vxm_journal_load(struct vxm_journal *j, const char *path, struct vxm_err *err);
+int vxm_journal_remove(const char *path, struct vxm_err *err);
+void vxm_journal_fini(struct vxm_journal *j);
+/* fsync of the directory holding path (after renames and deletes). */
+int vxm_fsync_dir(const char *path);
+/* A GUID derived from (seed, label, n): the final FileWriteGuids and D's new
+ * DataWriteGuid, identical in every run of the same merge. */
+void vxm_guid_derive(uint64_t seed, const char *label, unsigned n, struct vxm_guid *g);
 
 #ifdef __cplusplus
 }

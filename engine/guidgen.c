@@ -47,3 +47,16 @@ void vxm_guid_new(struct vxm_guid *g)
 	g->b[7] = (uint8_t)((g->b[7] & 0x0F) | 0x40);
 	g->b[8] = (uint8_t)((g->b[8] & 0x3F) | 0x80);
 }
+
+void vxm_guid_derive(uint64_t seed, const char *label, unsigned n, struct vxm_guid *g)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a over the label */
+	for (const char *p = label; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	uint64_t s = seed ^ h ^ ((uint64_t)n << 32);
+	uint64_t a = splitmix64(&s), b = splitmix64(&s);
+	memcpy(g->b, &a, 8);
+	memcpy(g->b + 8, &b, 8);
+	g->b[7] = (uint8_t)((g->b[7] & 0x0F) | 0x40);
+	g->b[8] = (uint8_t)((g->b[8] & 0x3F) | 0x80);
+}

@@ -411,6 +411,138 @@ int vxm_plan(struct vxm_chain *c, const struct vxm_plan_opts *o, vxm_extent_fn f
  * (or, when path does not exist yet, its directory). */
 int vxm_space_free(const char *path, uint64_t *bytes, struct vxm_err *err);
 
+/* ---- comparing two disks (engine/compare.c) --------------------------------
+ *
+ * A logical comparison of what two disks read, independent of the planner
+ * and of how either side stores its data: each side is read front to back
+ * in large chunks (vxm_chain_read for VHDX, plain reads for raw files) and
+ * the bytes are compared.  A side is a VHDX file (a base, or the top of a
+ * differencing chain, opened with vxm_chain_open) or, when its first eight
+ * bytes are not the "vhdxfile" identifier, a raw image compared byte for
+ * byte as stored.  Everything is opened read-only; nothing is written.
+ */
+
+struct vxm_compare_side {
+	bool raw;              /* no "vhdxfile" identifier: compared as plain bytes */
+	unsigned depth;        /* layers of its chain (0 for a raw file) */
+	uint64_t size;         /* virtual size, or the raw file's size */
+	uint32_t sector_size;  /* logical sector size (0 for a raw file) */
+};
+
+struct vxm_compare_result {
+	bool same;                 /* same size and the same bytes */
+	bool size_differs;         /* size_a != size_b (a difference by itself) */
+	bool differ_in_common;     /* the common range holds a differing byte */
+	uint64_t size_a, size_b;
+	/* First offset at which the disks read differently: the first differing
+	 * byte of the common range, else (sizes differ, common range equal) the
+	 * smaller size, where one side ends.  VXM_OFF_NONE when same. */
+	uint64_t first_difference;
+	uint32_t sector_size;      /* sector unit for reports: A's logical sector
+				    * size, else B's, else 512 (both raw) */
+	uint64_t bytes_compared;   /* bytes of the common range found equal,
+				    * plus the differing byte when one was found */
+	struct vxm_compare_side a, b;
+};
+
+/* Called after each chunk; a non-zero return stops the comparison and is
+ * returned by vxm_compare_with(). */
+typedef int (*vxm_compare_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+struct vxm_compare_opts {
+	struct vxm_chain_opts chain;      /* for opening VHDX sides (both) */
+	uint32_t chunk;                   /* bytes per read and side, a multiple
+					   * of 4 KiB; 0: 4 MiB */
+	vxm_compare_progress_fn progress; /* may be NULL */
+	void *progress_ctx;
+};
+
+/* Compares the disks a and b show (see above) until the first difference.
+ * Returns 0 when the comparison ran to its answer (r->same, and where they
+ * first differ), or a negative error (-errno, -VXM_ECORRUPT, -VXM_ECHAIN,
+ * ...) with err naming the file at fault.  o may be NULL. */
+int vxm_compare(const char *a, const char *b, const struct vxm_chain_opts *o,
+		struct vxm_compare_result *r, struct vxm_err *err);
+/* The same with a chunk size and a progress callback (o may be NULL). */
+int vxm_compare_with(const char *a, const char *b, const struct vxm_compare_opts *o,
+		     struct vxm_compare_result *r, struct vxm_err *err);
+
+/* ---- merge and convert (engine/merge.c) ------------------------------------- */
+
+enum vxm_out_format {
+	VXM_OUT_VHDX = 0,
+	VXM_OUT_RAW = 1,
+};
+
+struct vxm_merge_progress {
+	const char *phase;          /* "preflight", "link", "copy", "finalize", "repoint", "cleanup" */
+	uint64_t done, total;       /* bytes of the plan */
+	uint64_t copied, cloned, zeroed;
+};
+
+struct vxm_merge_opts {
+	const char *top;            /* the newest file of the chain */
+	const char *into;           /* merge: the destination ancestor (NULL: the base) */
+	const char *out;            /* convert: the new file (merge when NULL) */
+	enum vxm_out_format out_format;
+	bool out_fixed;             /* convert: fully allocated VHDX */
+	uint32_t out_block_size;    /* convert: 0 = the top's */
+	const char *const *rebase;  /* children of TOP to re-point at the destination */
+	unsigned nrebase;
+	const char *const *search_dirs; /* parents, siblings and children are looked for here too */
+	unsigned nsearch;
+	bool keep_merged;           /* keep the merged files (they stay valid, see README) */
+	bool force;                 /* merge although other checkpoints would be invalidated */
+	bool dry_run;               /* preflight only: validate, lock, plan, check space */
+	bool no_clone;              /* never use reflinks */
+	uint64_t seed;              /* GUID seed (0: random); a resumed run takes the journal's */
+	unsigned queue_depth;       /* in-flight data requests (0: 32) */
+	uint32_t chunk_size;        /* bytes per data request (0: 1 MiB) */
+	const char *backend;        /* io backend: NULL/"auto", "uring", "psync" */
+	void (*progress)(void *ctx, const struct vxm_merge_progress *p);
+	void *progress_ctx;
+	void (*log)(void *ctx, const char *line); /* one-line notices */
+	void *log_ctx;
+	volatile int *stop;         /* set asynchronously (signals): drain, record, return -EINTR */
+};
+
+struct vxm_merge_result {
+	struct vxm_plan_stats plan;
+	uint64_t copied, cloned, zeroed; /* bytes moved by each path */
+	uint64_t free_bytes;
+	double seconds;
+	unsigned layers_merged, children_repointed, files_removed;
+	bool resumed;               /* continued an interrupted run */
+	bool dry_run;
+	char dest[4096];
+	char backend[16];
+	char phase[32];             /* where it stopped (interrupted runs) */
+};
+
+/* Merges (o->out NULL) or converts.  Merge: validates the chain, takes the
+ * file locks (exclusive on every file it changes, shared on the rest;
+ * -EBUSY when another process holds one), refuses when other checkpoints
+ * would be invalidated (-EEXIST, naming them, unless o->force), checks the
+ * space (-ENOSPC with the numbers), records a journal next to the
+ * destination, then follows the crash-safe order of fmt §8.4.  Re-running
+ * the same merge after a crash, a kill or -EINTR resumes it, and the files
+ * end byte-identical to an uninterrupted run.  Convert writes the chain's
+ * view to a new file that appears under o->out only when complete. */
+int vxm_merge_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r, struct vxm_err *err);
+
+struct vxm_merge_state {
+	bool in_progress;
+	char journal[4200];
+	char phase[32];
+	char top[4096];
+	uint64_t cursor;            /* virtual bytes durable in the destination */
+	bool convert;
+};
+
+/* What state a destination (or convert output) is in: a journal of an
+ * interrupted merge or convert, and its phase. */
+int vxm_merge_status(const char *dest, struct vxm_merge_state *st, struct vxm_err *err);
+
 #ifdef __cplusplus
 }
 #endif
