@@ -1321,3 +1321,32 @@ int vxm_writer_set_vd_items(struct vxm_writer *w, struct vxm_image *src, struct 
 		fail(w, ret); /* the working metadata may be half changed */
 	return ret;
 }
+
+int vxm_writer_reserve(struct vxm_writer *w, uint64_t off, uint64_t len, struct vxm_err *err)
+{
+	struct vxm_image *img = w->img;
+	int ret = usable(w, err);
+
+	if (ret)
+		return ret;
+	if (off % VXM_MiB || off < VXM_HEADER_SECTION || off + len < off)
+		return vxm_fail(err, -EINVAL, off, "%s: reservation at 0x%llx is not 1 MiB aligned",
+				img->path, (unsigned long long)off);
+	ret = touch(w, false, NULL, err);
+	if (ret)
+		return ret;
+	uint64_t end = off + round_up(len, VXM_MiB);
+	if (end > img->file_size) {
+		/* I4: extend before anything is written into the new space. */
+		vxm_killpoint("extend");
+		ret = vxm_io_resize(img->io, img->slot, end);
+		if (ret)
+			return fail(w, vxm_fail(err, ret, off, "%s: extending the file to %llu bytes failed: %s",
+						img->path, (unsigned long long)end, vxm_strerror(ret)));
+		img->file_size = end;
+	}
+	if (end > w->alloc_end)
+		w->alloc_end = end;
+	w->data_dirty = true;
+	return 0;
+}
