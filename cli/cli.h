@@ -80,5 +80,7 @@ int cmd_create(int argc, char **argv);
 void help_create(FILE *out);
 int cmd_synth(int argc, char **argv);
 void help_synth(FILE *out);
+int cmd_compare(int argc, char **argv);
+void help_compare(FILE *out);
 
 #endif

@@ -24,6 +24,7 @@ static const struct cli_cmd cmds[] = {
 	  cmd_scan, help_scan },
 	{ "create", "FILE --size SIZE [--fixed] [--parent P] ...", "create an empty fixed, dynamic or differencing VHDX", cmd_create, help_create },
 	{ "synth", "DIR --seed S [--layers N] [--json] ...", "write a deterministic test chain and its expected SHA-256", cmd_synth, help_synth },
+	{ "compare", "A B [--json] [--progress MODE]", "do two disks (VHDX chains or raw images) read the same?", cmd_compare, help_compare },
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
