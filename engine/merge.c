@@ -463,7 +463,7 @@ static int ex_reap(struct exec *x, unsigned min)
 			if (q->res < 0) {
 				/* no reflinks here: copy this block and every later one */
 				if (x->clone_ok)
-					say(x->o, "reflinks unavailable (%s); copying data instead",
+					say(x->o, "reflinks not available here (%s): copying data instead",
 					    vxm_strerror((int)q->res));
 				x->clone_ok = false;
 				r->rd = (struct vxm_req){ .op = VXM_IO_READ, .file = r->rd.src_file,

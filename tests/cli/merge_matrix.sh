@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Merge acceptance matrix: synthesized chains (512/4096-byte sectors; 1, 2,
+# 32, 256 MiB blocks; children with other block sizes than the base; odd
+# tails; fixed and dynamic bases; 2 to 30 layers).  After `merge` the base
+# must read exactly as the chain did (synth's own model gives the digest):
+# checked with qemu-img for 512-byte bases (and `qemu-img check` clean),
+# with libvhdi otherwise.  After `merge --into` an intermediate, the child of
+# TOP is re-pointed and reads through libvhdi as before.  `convert` output
+# (VHDX and raw) equals the chain's view.
+set -euo pipefail
+bin="${VXM_BIN:-vhdxmerge}"
+py=/usr/bin/python3
+here="$(cd "$(dirname "$0")" && pwd)"
+command -v qemu-img >/dev/null || { echo "SKIP: qemu-img missing"; exit 77; }
+$py -c 'import pyvhdi' 2>/dev/null || { echo "SKIP: python3-libvhdi missing"; exit 77; }
+tmp="${VXM_TEST_TMP:-/tmp/vxm-test}/merge-matrix.$$"
+mkdir -p "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+
+ok() { pass=$((pass + 1)); echo "  ok   $*"; }
+bad() { fail=$((fail + 1)); echo "  FAIL $*"; }
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+json() { $py -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval("d" + sys.argv[2]))' "$1" "$2"; }
+
+# base_digest LSS FILE: the virtual disk of a base image via an oracle
+base_digest() {
+  if [ "$1" = 512 ]; then
+    qemu-img convert -f vhdx -O raw "$2" "$tmp/raw" && sha "$tmp/raw" && rm -f "$tmp/raw"
+  else
+    $py "$here/pyvhdi_sha256.py" "$2"
+  fi
+}
+
+# case NAME LSS SIZE LAYERS BS CHILD_BS BASE ZEROMODE
+run_case() {
+  local name=$1 lss=$2 size=$3 layers=$4 bs=$5 cbs=$6 base=$7 zm=$8
+  local d="$tmp/$name"
+  "$bin" synth "$d" --seed "$RANDOM$layers" --size "$size" --layers "$layers" --block-size "$bs" \
+    --child-block-size "$cbs" --logical-sector "$lss" --base "$base" --zero-mode "$zm" --json >"$d.json"
+  local want top
+  want=$(json "$d.json" "['sha256']")
+  top=$(json "$d.json" "['files'][-1]")
+  # convert first (the chain is untouched by it)
+  "$bin" convert "$top" "$d.conv.vhdx" --progress none >/dev/null
+  local got
+  got=$(base_digest "$lss" "$d.conv.vhdx")
+  [ "$got" = "$want" ] && ok "$name: convert to VHDX reads as the chain" || bad "$name: convert $got != $want"
+  "$bin" convert "$top" "$d.conv.raw" --format raw --progress none >/dev/null
+  [ "$(sha "$d.conv.raw")" = "$want" ] && ok "$name: convert to raw equals the chain" || bad "$name: raw convert"
+  rm -f "$d.conv.vhdx" "$d.conv.raw"
+  # merge everything into the base
+  "$bin" merge "$top" --progress none --seed 5 >"$d.out"
+  got=$(base_digest "$lss" "$d/base.vhdx")
+  [ "$got" = "$want" ] && ok "$name: base after merge reads as the chain did ($(tail -n +2 "$d.out" | head -1 | sed 's/^ *//'))" \
+    || bad "$name: merged base $got != $want"
+  if [ "$lss" = 512 ]; then
+    qemu-img check -q -f vhdx "$d/base.vhdx" && ok "$name: qemu-img check clean" || bad "$name: qemu-img check"
+  fi
+  "$bin" check "$d/base.vhdx" >/dev/null && ok "$name: vhdxmerge check clean" || bad "$name: check"
+  [ "$(ls "$d" | wc -l)" = 1 ] && ok "$name: merged files removed" || bad "$name: leftovers: $(ls "$d")"
+}
+
+# into NAME LSS SIZE LAYERS BS CHILD_BS: merge snap(N-2) into snap01 with
+# snap(N-1) re-pointed; libvhdi reads base <- snap01 <- snap(N-1)
+run_into() {
+  local name=$1 lss=$2 size=$3 layers=$4 bs=$5 cbs=$6
+  local d="$tmp/$name"
+  "$bin" synth "$d" --seed "7$layers" --size "$size" --layers "$layers" --block-size "$bs" \
+    --child-block-size "$cbs" --logical-sector "$lss" --zero-mode data --json >"$d.json"
+  local want top child
+  want=$(json "$d.json" "['sha256']")
+  top=$(json "$d.json" "['files'][-2]")
+  child=$(json "$d.json" "['files'][-1]")
+  local before
+  before=$($py "$here/pyvhdi_sha256.py" $($py -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["files"]))' "$d.json"))
+  [ "$before" = "$want" ] || bad "$name: libvhdi and synth disagree before the merge"
+  "$bin" merge "$top" --into "$d/snap01.avhdx" --progress none --seed 9 >"$d.out"
+  grep -q "1 child re-pointed" "$d.out" && ok "$name: the child of TOP was re-pointed" || bad "$name: no re-point: $(cat "$d.out")"
+  local got
+  got=$($py "$here/pyvhdi_sha256.py" "$d/base.vhdx" "$d/snap01.avhdx" "$child")
+  [ "$got" = "$want" ] && ok "$name: re-pointed child reads through libvhdi as before" || bad "$name: after --into $got != $want"
+  "$bin" chain "$child" >/dev/null && ok "$name: our chain of the child is whole" || bad "$name: chain"
+}
+
+echo "merge matrix"
+run_case s512-2m-3 512 64M 3 2M 2M dynamic state
+run_case s512-1m-5-odd 512 34079232 5 1M 1M dynamic state
+run_case s512-32m-2m-4 512 200M 4 32M 2M dynamic state
+run_case s512-256m-fixed-2 512 300M 2 256M 256M fixed state
+run_case s512-2m-1m-30 512 48M 30 2M 1M dynamic state
+run_case s4096-2m-4 4096 64M 4 2M 2M dynamic data
+run_case s4096-32m-fixed-3 4096 100M 3 32M 4M fixed data
+run_case s4096-1m-256m-3 4096 520M 3 1M 256M dynamic data
+run_into i512-2m-5 512 64M 5 2M 2M
+run_into i4096-4m-6 4096 80M 6 4M 1M
+run_into i512-2m-12 512 48M 12 2M 2M
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
