@@ -764,8 +764,9 @@ static void backends_forced_by_name_never_fall_back(void **state)
 
 	setenv("VXM_URING_DISABLED", "1", 1);
 	nlogged = 0;
-	assert_int_equal(vxm_io_init(&io, NULL, &(struct vxm_io_params){
-		.backend = "uring", .log = log_line }), -EPERM);
+	int ret = vxm_io_init(&io, NULL, &(struct vxm_io_params){
+		.backend = "uring", .log = log_line });
+	assert_true(ret == -EPERM || ret == -ENOSYS); /* ENOSYS: built without liburing */
 	unsetenv("VXM_URING_DISABLED");
 	assert_int_equal(nlogged, 0);
 	vxm_io_fini(&io); /* harmless after a failed init */

@@ -27,13 +27,25 @@
 
 #define TWO_NODES "pack:2 numa:1 core:2 pu:1"
 
+/* Synthetic topologies need hwloc, which the build may lack (-ENOSYS). */
+static struct vxm_topo *synthetic(const char *desc)
+{
+	struct vxm_topo *t;
+	int ret = vxm_topo_open(&t, desc);
+
+	if (ret == -ENOSYS)
+		skip();
+	assert_int_equal(ret, 0);
+	return t;
+}
+
 static void synthetic_two_packages_are_two_nodes_with_their_own_cpus(void **state)
 {
 	struct vxm_topo *t;
 	unsigned cpus[8];
 	(void)state;
 
-	assert_int_equal(vxm_topo_open(&t, TWO_NODES), 0);
+	t = synthetic(TWO_NODES);
 	assert_false(vxm_topo_is_system(t));
 	assert_int_equal(vxm_topo_nodes(t), 2);
 	assert_int_equal(vxm_topo_node_cpus(t, 0, cpus, 8), 2);
@@ -57,7 +69,10 @@ static void a_bad_synthetic_description_is_refused(void **state)
 	struct vxm_topo *t = (void *)1;
 	(void)state;
 
-	assert_int_equal(vxm_topo_open(&t, "pack:two"), -EINVAL);
+	int ret = vxm_topo_open(&t, "pack:two");
+	if (ret == -ENOSYS)
+		skip();
+	assert_int_equal(ret, -EINVAL);
 	assert_null(t);
 }
 
@@ -70,7 +85,7 @@ static void pool_on_two_nodes_gives_each_worker_buffers_of_its_node(void **state
 	void *got[12];
 	(void)state;
 
-	assert_int_equal(vxm_topo_open(&t, TWO_NODES), 0);
+	t = synthetic(TWO_NODES);
 	assert_int_equal(vxm_pool_init(&pool, &(struct vxm_pool_params){
 		.topo = t, .buf_size = 5000, .workers = 4, .bufs_per_worker = 3 }), 0);
 	assert_int_equal(pool.nnodes, 2);
@@ -121,7 +136,7 @@ static void worker_binding_follows_each_nodes_cpuset(void **state)
 	unsigned cpus[4];
 	(void)state;
 
-	assert_int_equal(vxm_topo_open(&t, TWO_NODES), 0);
+	t = synthetic(TWO_NODES);
 	assert_int_equal(vxm_pool_init(&pool, &(struct vxm_pool_params){
 		.topo = t, .buf_size = 4096, .workers = 3, .bufs_per_worker = 1 }), 0);
 	/* three workers on two nodes: node 0 gets two of them */
@@ -144,7 +159,7 @@ static void one_node_synthetic_works_unchanged(void **state)
 	struct vxm_pool pool;
 	(void)state;
 
-	assert_int_equal(vxm_topo_open(&t, "numa:1 core:2 pu:1"), 0);
+	t = synthetic("numa:1 core:2 pu:1");
 	assert_int_equal(vxm_topo_nodes(t), 1);
 	assert_int_equal(vxm_pool_init(&pool, &(struct vxm_pool_params){
 		.topo = t, .buf_size = 4096, .workers = 4, .bufs_per_worker = 2 }), 0);
@@ -285,7 +300,10 @@ static void large_areas_are_aligned_for_huge_pages(void **state)
 	assert_int_equal(vxm_topo_alloc(t, 0, 3 << 20, &big), 0);
 	assert_int_equal((uintptr_t)big.p % (2 << 20), 0);
 	assert_int_equal(big.len, 4 << 20);
-	assert_true(big.bound);
+	if (vxm_topo_mem_node(t, big.p, big.len) != -ENOSYS) { /* hwloc present */
+		assert_true(big.bound);
+		assert_int_equal(vxm_topo_mem_node(t, big.p, big.len), 0);
+	}
 	assert_int_equal(vxm_topo_alloc(NULL, 0, 5000, &small), 0);
 	assert_int_equal((uintptr_t)small.p % 4096, 0);
 	assert_int_equal(small.len, 8192);
@@ -337,7 +355,7 @@ static void get_and_put_from_many_threads_never_share_a_buffer(void **state)
 	struct churn c[4];
 	(void)state;
 
-	assert_int_equal(vxm_topo_open(&t, TWO_NODES), 0);
+	t = synthetic(TWO_NODES);
 	assert_int_equal(vxm_pool_init(&pool, &(struct vxm_pool_params){
 		.topo = t, .buf_size = 4096, .workers = 4, .bufs_per_worker = 3 }), 0);
 	for (unsigned i = 0; i < 4; i++) {
