@@ -15,7 +15,6 @@
 #define PROG_JSON_INTERVAL_NS NS_PER_S       /* I1: <= 1 progress line a second */
 #define PROG_SAMPLE_NS (NS_PER_S / 4)        /* I2: sample spacing */
 #define PROG_WINDOW_NS (5 * NS_PER_S)        /* I2: rate window */
-#define PROG_MIN_WINDOW_NS NS_PER_S
 
 _Static_assert(PROG_WINDOW_NS / PROG_SAMPLE_NS + 2 <= CLI_PROGRESS_SAMPLES,
 	       "the sample ring must hold a whole rate window");
@@ -101,11 +100,22 @@ void cli_progress_set_total(struct cli_progress *p, uint64_t total_bytes)
 
 /* ---- rate (I2) ---------------------------------------------------------------- */
 
+/* Records the update at now: the previous update is kept as `prev`, and
+ * the ring takes a sample when PROG_SAMPLE_NS have passed since its newest
+ * (so its 32 samples span at least 8 s of updates, more than the window). */
 static void sample(struct cli_progress *p, uint64_t now)
 {
+	if (p->have_upd) {
+		p->prev_t = p->upd_t;
+		p->prev_done = p->upd_done;
+		p->have_prev = true;
+	}
+	p->upd_t = now;
+	p->upd_done = p->done;
+	p->have_upd = true;
 	if (p->s_n) {
-		unsigned last = (p->s_head + CLI_PROGRESS_SAMPLES - 1) % CLI_PROGRESS_SAMPLES;
-		if (now - p->s[last].t < PROG_SAMPLE_NS)
+		unsigned newest = (p->s_head + CLI_PROGRESS_SAMPLES - 1) % CLI_PROGRESS_SAMPLES;
+		if (now - p->s[newest].t < PROG_SAMPLE_NS)
 			return;
 	}
 	p->s[p->s_head].t = now;
@@ -115,35 +125,41 @@ static void sample(struct cli_progress *p, uint64_t now)
 		p->s_n++;
 }
 
-/* Bytes per second over the window; 0 when unknown. */
+/* Bytes per second at now over the window (I2): from the newest known
+ * point (ring sample or previous update) at least PROG_WINDOW_NS old, so
+ * a stall longer than the window reads 0; a run younger than the window
+ * has no such point and gets the average since its first update (a
+ * resumed run counts from there, not from zero).  0 when unknown. */
 static double rate(const struct cli_progress *p, uint64_t now)
 {
 	unsigned oldest = (p->s_head + CLI_PROGRESS_SAMPLES - p->s_n) % CLI_PROGRESS_SAMPLES;
-	unsigned newest = (p->s_head + CLI_PROGRESS_SAMPLES - 1) % CLI_PROGRESS_SAMPLES;
-	unsigned pick = newest;
+	uint64_t t = 0, d = 0;
+	bool have = false;
 
 	if (!p->s_n)
 		return 0;
-	/* The oldest sample inside the window; when every sample is older (a
-	 * stall), the newest, so that the rate drops towards zero. */
 	for (unsigned k = 0; k < p->s_n; k++) {
 		unsigned i = (oldest + k) % CLI_PROGRESS_SAMPLES;
-		if (now - p->s[i].t <= PROG_WINDOW_NS) {
-			pick = i;
-			break;
+		if (now - p->s[i].t >= PROG_WINDOW_NS && (!have || p->s[i].t > t)) {
+			t = p->s[i].t;
+			d = p->s[i].done;
+			have = true;
 		}
 	}
-	/* A window too short to mean anything: the average since the first
-	 * sample (a resumed run starts its count there, not at zero). */
-	if (now - p->s[pick].t < PROG_MIN_WINDOW_NS)
-		pick = oldest;
-	if (now <= p->s[pick].t || p->done < p->s[pick].done)
+	if (p->have_prev && now - p->prev_t >= PROG_WINDOW_NS && (!have || p->prev_t > t)) {
+		t = p->prev_t;
+		d = p->prev_done;
+		have = true;
+	}
+	if (!have) {
+		t = p->s[oldest].t;
+		d = p->s[oldest].done;
+	}
+	if (now <= t || p->done < d)
 		return 0;
-	return (double)(p->done - p->s[pick].done) * (double)NS_PER_S / (double)(now - p->s[pick].t);
+	return (double)(p->done - d) * (double)NS_PER_S / (double)(now - t);
 }
 
-/* Bytes per second since init, counted from the first update's done (a
- * resumed operation does not count what an earlier run moved). */
 static double avg_rate(const struct cli_progress *p, uint64_t now)
 {
 	if (now <= p->t0 || p->done < p->base_done)

@@ -32,9 +32,11 @@
  *     the progress clock.  Exempt: the first update, and finish (one last
  *     rendering); json phase lines are not progress lines and are always
  *     written (phases are few).
- * I2: the rate is measured over the samples of the last PROG_WINDOW_NS
- *     (samples are at least 250 ms apart, so the ring never overflows its
- *     window); before a window of 1 s exists it is the average since start.
+ * I2: the rate is measured from the newest known point (a ring sample,
+ *     taken at most every 250 ms, or the previous update) that is at least
+ *     5 s old, so it follows the last seconds and drops to 0 in a stall;
+ *     the ring spans >= 8 s, more than the window.  A run younger than
+ *     5 s shows its average since the first update.
  */
 #ifndef VXM_CLI_PROGRESS_H
 #define VXM_CLI_PROGRESS_H
@@ -70,11 +72,13 @@ struct cli_progress {
 	bool updated;                  /* base_done is set */
 	uint64_t base_done;            /* done at the first update */
 
-	/* rate window (I2): ring of (time, done) samples */
+	/* rate window (I2): ring of (time, done) samples, the last two updates */
 	struct {
 		uint64_t t, done;
 	} s[CLI_PROGRESS_SAMPLES];
 	unsigned s_head, s_n;
+	uint64_t upd_t, upd_done, prev_t, prev_done;
+	bool have_upd, have_prev;      /* upd_* / prev_* hold an update */
 
 	FILE *bar_out;                 /* stderr */
 	FILE *json_out;                /* stdout */
