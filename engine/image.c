@@ -229,6 +229,20 @@ static int open_log(struct vxm_image *img, struct vxm_err *err)
 		goto out_free;
 	}
 	img->log_entries = img->logseq.count;
+	/* Replay grows the file to LastFileOffset: bound it as check_target()
+	 * bounds the updates, or a damaged entry has repair create an
+	 * exabyte-sized sparse file (or fail half-way with EFBIG). */
+	if (img->logseq.last_file_offset > VXM_MAX_VIRTUAL_SIZE * 2 ||
+	    img->logseq.flushed_file_offset > VXM_MAX_VIRTUAL_SIZE * 2) {
+		bool last = img->logseq.last_file_offset > VXM_MAX_VIRTUAL_SIZE * 2;
+		ret = vxm_corrupt(err, h->log_off + img->logseq.head + (last ? 56 : 48),
+				  "log entry at 0x%llx: %s 0x%llx is implausibly large (more than 128 TiB)",
+				  (unsigned long long)(h->log_off + img->logseq.head),
+				  last ? "LastFileOffset" : "FlushedFileOffset",
+				  (unsigned long long)(last ? img->logseq.last_file_offset
+							    : img->logseq.flushed_file_offset));
+		goto out_free;
+	}
 	if (img->file_size < img->logseq.flushed_file_offset) {
 		ret = vxm_corrupt(err, img->file_size,
 				  "log: the file is %llu bytes but the log says %llu were durable: truncated",
