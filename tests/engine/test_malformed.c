@@ -17,6 +17,9 @@
  *       included (repair may only write to replay a dirty log, so the one
  *       case with a legitimately dirty log checks that separately).
  *
+ * With VXM_MALFORMED_SAVE=DIR every damaged file is also copied into DIR:
+ * tests/fuzz/make_seeds.sh makes fuzzer seeds of them.
+ *
  * Offsets below refer to the fixtures' layout (fmt §11): header section,
  * log at 1 MiB, metadata region at 2 MiB (table entries at 0x200020 + 32 i,
  * items from 0x210000), BAT at 3 MiB; QEMU's dirty-log file has the BAT at
@@ -266,6 +269,10 @@ static void mc_run(struct mc *c, const struct want *w)
 	assert_int_equal(close(c->fd), 0);
 	c->fd = -1;
 	sha(c->path, before);
+	/* tests/fuzz/make_seeds.sh turns every damaged file into fuzzer seeds. */
+	const char *save = getenv("VXM_MALFORMED_SAVE");
+	if (save && *save)
+		assert_int_equal(tl_sh("cp --sparse=always '%s' '%s/'", c->path, save), 0);
 
 	/* (a), (b) through the library */
 	ret = vxm_image_open(&img, NULL, c->path, 0, &err);
@@ -1076,6 +1083,22 @@ static void log_replay_that_would_write_into_the_headers_is_corrupt_at_the_targe
 		     NULL);
 }
 
+/* The head entry (CRC recomputed) says the file grows to 4 EiB.  Replay
+ * would ftruncate to that: a read-only open reported a 4096 PiB file and
+ * --repair wrote the headers, then failed with EFBIG (or, on XFS, made a
+ * 4 EiB sparse file). */
+static void log_entry_growing_the_file_to_4_eib_is_corrupt_at_its_last_file_offset_0x107038(void **state)
+{
+	struct mc c;
+	(void)state;
+	mc_begin(&c, FX_LOGREPLAY, "log-last-4eib");
+	put64(&c, 0x107000 + 56, 1ull << 62);
+	fix_crc(&c, 0x107000, 0x2000);
+	expect_error(&c, -VXM_ECORRUPT, 0x107038,
+		     "log entry at 0x107000: LastFileOffset 0x4000000000000000 is implausibly large",
+		     NULL);
+}
+
 /* The head entry says 36 MiB were durable; the file has 35. */
 static void file_shorter_than_the_flushed_file_offset_is_corrupt_at_its_end_0x2300000(void **state)
 {
@@ -1159,6 +1182,7 @@ int main(void)
 		cmocka_unit_test(dirty_log_with_six_stale_entries_replays_only_the_current_one),
 		cmocka_unit_test(dirty_log_with_a_torn_data_sector_replays_up_to_the_entry_before),
 		cmocka_unit_test(log_replay_that_would_write_into_the_headers_is_corrupt_at_the_target_0x10000),
+		cmocka_unit_test(log_entry_growing_the_file_to_4_eib_is_corrupt_at_its_last_file_offset_0x107038),
 		cmocka_unit_test(file_shorter_than_the_flushed_file_offset_is_corrupt_at_its_end_0x2300000),
 	};
 	int ret = cmocka_run_group_tests(tests, NULL, NULL);
