@@ -178,6 +178,16 @@ static void base_images_pass_qemu_check_and_equal_a_raw_mirror(void **state)
 			wt_mirror_close(&m);
 
 			qemu_ok(path, raw);
+			if (fixed) {
+				/* I6: a fixed file's blocks never leave FULLY_PRESENT */
+				struct vxm_info in;
+				struct vxm_err err = { 0 };
+				assert_int_equal(vxm_image_open(&img, NULL, path, 0, &err), 0);
+				assert_int_equal(vxm_image_info(img, &in, &err), 0);
+				assert_int_equal(in.bat.fully_present, img->g.payload_blocks);
+				assert_int_equal(in.bat.zero + in.bat.not_present, 0);
+				vxm_image_close(img);
+			}
 			assert_int_equal(wt_image_sha(path, a), 0);
 			assert_int_equal(tl_sha256_file(raw, b), 0);
 			assert_string_equal(a, b);
@@ -616,6 +626,38 @@ static void set_vd_items_copies_virtual_disk_items_and_grows_the_disk(void **sta
 	free(buf);
 }
 
+/* vxm_writer_set_data_guid installs a chosen DataWriteGuid (a merge's G',
+ * promised to a child in parent_linkage2, fmt §8.4) once per session, with
+ * a new FileWriteGuid in the same header update; later writes keep it. */
+static void set_data_guid_installs_the_promised_guid_once(void **state)
+{
+	char path[512];
+	struct vxm_image *img;
+	struct vxm_writer *w;
+	struct vxm_err err = { 0 };
+	struct vxm_guid g;
+	uint8_t buf[4096] = { 7 };
+	(void)state;
+
+	snprintf(path, sizeof(path), "%s/dwg.vhdx", tmp);
+	wt_create(path, &(struct vxm_create_params){ .virtual_size = 8 << 20 });
+	vxm_guid_new(&g);
+	wt_begin(path, &img, &w);
+	struct vxm_guid fwg = img->hdr.file_write;
+	uint64_t seq = img->hdr.seq;
+	assert_int_equal(vxm_writer_set_data_guid(w, &g, &err), 0);
+	assert_true(vxm_guid_eq(&img->hdr.data_write, &g));
+	assert_false(vxm_guid_eq(&img->hdr.file_write, &fwg));
+	assert_int_equal(img->hdr.seq, seq + 2); /* one update: both slots */
+	assert_int_equal(vxm_writer_set_data_guid(w, NULL, &err), -EBUSY);
+	assert_int_equal(vxm_writer_write(w, 0, buf, sizeof(buf), &err), 0);
+	wt_end(img, w);
+	assert_int_equal(vxm_image_open(&img, NULL, path, 0, &err), 0);
+	assert_true(vxm_guid_eq(&img->hdr.data_write, &g));
+	assert_true(vxm_guid_eq(&img->hp.h[0].data_write, &img->hp.h[1].data_write));
+	vxm_image_close(img);
+}
+
 /* ---- the log itself ----------------------------------------------------------------- */
 
 /* A transaction larger than one entry is split (each entry atomic); an
@@ -724,6 +766,7 @@ int main(void)
 		cmocka_unit_test(differencing_writes_read_back_through_the_chain_as_the_mirror),
 		cmocka_unit_test(set_locator_rewrites_the_item_through_the_log_and_keeps_the_data_guid),
 		cmocka_unit_test(set_vd_items_copies_virtual_disk_items_and_grows_the_disk),
+		cmocka_unit_test(set_data_guid_installs_the_promised_guid_once),
 		cmocka_unit_test(a_cut_between_log_commit_and_apply_is_replayed_alike_by_us_and_qemu),
 		cmocka_unit_test(entries_that_do_not_fit_start_over_at_log_offset_zero),
 		cmocka_unit_test(base_images_pass_qemu_check_and_equal_a_raw_mirror),
