@@ -73,6 +73,7 @@ struct vxm_writer {
 	enum vxm_writer_state state;
 	bool data_guid_done;
 	int fail_code;
+	const char *txn_tag;     /* the transaction being committed (errors) */
 
 	/* log */
 	uint64_t seq;            /* sequence number of the last entry written */
@@ -164,9 +165,11 @@ static int do_write(struct vxm_writer *w, const void *buf, uint64_t len, uint64_
 	vxm_killpoint("write");
 	int ret = vxm_io_pwrite(w->img->io, w->img->slot, buf, len, off);
 	if (ret)
-		return fail(w, vxm_fail(err, ret, off, "%s: writing %s (%llu bytes at 0x%llx) failed: %s",
+		return fail(w, vxm_fail(err, ret, off,
+					"%s: writing %s (%llu bytes at 0x%llx%s%s) failed: %s",
 					w->img->path, what, (unsigned long long)len,
-					(unsigned long long)off, vxm_strerror(ret)));
+					(unsigned long long)off, w->txn_tag ? ", transaction " : "",
+					w->txn_tag ? w->txn_tag : "", vxm_strerror(ret)));
 	return 0;
 }
 
@@ -175,8 +178,9 @@ static int do_sync(struct vxm_writer *w, const char *tag, struct vxm_err *err)
 	int ret = vxm_io_sync(w->img->io, w->img->slot, tag, false);
 	w->stats.syncs++;
 	if (ret)
-		return fail(w, vxm_fail(err, ret, VXM_OFF_NONE, "%s: flush (%s) failed: %s",
-					w->img->path, tag, vxm_strerror(ret)));
+		return fail(w, vxm_fail(err, ret, VXM_OFF_NONE, "%s: flush (%s) of %s failed: %s",
+					w->img->path, tag, w->txn_tag ? w->txn_tag : "the session",
+					vxm_strerror(ret)));
 	vxm_killpoint(tag);
 	return 0;
 }
@@ -794,7 +798,7 @@ int vxm_txn_commit(struct vxm_writer *w, const char *tag, struct vxm_err *err)
 
 	if (ret || w->nst == 0)
 		return ret;
-	(void)tag;
+	w->txn_tag = tag;
 	ret = touch(w, false, NULL, err);
 	if (ret)
 		return ret;
@@ -838,6 +842,7 @@ int vxm_txn_commit(struct vxm_writer *w, const char *tag, struct vxm_err *err)
 	vxm_image_invalidate(img);
 	assert(writer_check(w));
 out:
+	w->txn_tag = NULL;
 	free(u);
 	return ret;
 }

@@ -133,6 +133,8 @@ static void fx_prepare(struct fx *fx, bool diff)
 	fx->diff = diff;
 	snprintf(fx->base, sizeof(fx->base), "%s/d-base.vhdx", tmp);
 	snprintf(fx->start, sizeof(fx->start), "%s/%s", tmp, diff ? "d-start.avhdx" : "b-start.vhdx");
+	unlink(fx->base);
+	unlink(fx->start);
 	const char *first = diff ? fx->base : fx->start;
 	wt_create(first, &(struct vxm_create_params){ .virtual_size = VSIZE, .block_size = BS });
 	wt_begin(first, &img, &w);
@@ -191,11 +193,13 @@ static void run_start(struct fx *fx, struct run *r, const struct vxm_fault *f, c
 	assert_int_equal(vxm_writer_begin(&w, r->img, &err), 0);
 	r->done = workload(fx, w, NULL, MAXOPS);
 	int ret = vxm_writer_end(w, &err);
-	if (!vxm_fault_crashed(&r->fio)) {
+	if (!f) {
 		assert_int_equal(ret, 0);
 		assert_int_equal(r->done, fx->nops);
 	} else {
+		/* a crash or an injected error always surfaces */
 		assert_int_not_equal(ret, 0);
+		assert_true(vxm_fault_crashed(&r->fio) || !f->crash_at_write);
 	}
 	vxm_image_close(r->img);
 	r->img = NULL;
@@ -324,6 +328,42 @@ static void cut_everywhere(bool diff)
 	printf("\n");
 }
 
+/* An I/O error (not a crash) at each write and each flush: the session
+ * goes FAILED, vxm_writer_end reports the error and writes nothing more
+ * (the LogGuid stays set when an entry may be unapplied), and the file as
+ * left reads as before or after the update in flight once reopened. */
+static void an_io_error_at_any_write_or_flush_fails_the_session_cleanly(void **state)
+{
+	struct fx fx;
+	struct run r;
+	struct vxm_fault_counts c;
+	char work[600];
+	unsigned errors = 0;
+	(void)state;
+
+	fx_prepare(&fx, true);
+	snprintf(work, sizeof(work), "%s.work", fx.start);
+	run_start(&fx, &r, NULL, work);
+	assert_int_equal(vxm_fault_counts(&r.fio, &c), 0);
+	run_fini(&r);
+	for (int kind = 0; kind < 2; kind++) {
+		uint64_t n = kind ? c.syncs : c.writes;
+		for (uint64_t k = 1; k <= n; k++) {
+			struct vxm_fault f = { .err_op = kind ? VXM_IO_SYNC : VXM_IO_WRITE,
+					       .err_at = (unsigned)k, .err_errno = kind ? EIO : ENOSPC };
+			run_start(&fx, &r, &f, work);
+			assert_false(vxm_fault_crashed(&r.fio));
+			run_fini(&r);
+			char what[128];
+			snprintf(what, sizeof(what), "error at %s %llu", kind ? "sync" : "write",
+				 (unsigned long long)k);
+			verify_state(&fx, work, r.done, what);
+			errors++;
+		}
+	}
+	printf("I/O errors injected at %u points: each session failed cleanly\n", errors);
+}
+
 /* Acceptance (4), a dynamic base. */
 static void power_loss_at_every_write_and_flush_of_a_base_leaves_before_or_after(void **state)
 {
@@ -343,6 +383,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(power_loss_at_every_write_and_flush_of_a_base_leaves_before_or_after),
 		cmocka_unit_test(power_loss_at_every_write_and_flush_of_a_child_leaves_before_or_after),
+		cmocka_unit_test(an_io_error_at_any_write_or_flush_fails_the_session_cleanly),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
