@@ -1152,12 +1152,13 @@ static int phase_copy(const struct vxm_merge_opts *o, struct vxm_chain *c, struc
 	ret = vxm_writer_begin(&x.w, x.d, err);
 	if (ret)
 		goto out;
-	if (!vxm_guid_eq(&x.d->hdr.data_write, &j->dest_new_dwg)) {
-		ret = vxm_writer_set_data_guid(x.w, &j->dest_new_dwg, err);
-		if (ret)
-			goto out;
-		vxm_killpoint("dest-guid");
-	}
+	/* Always, even when D already carries G' from an interrupted run: the
+	 * session must know its DataWriteGuid is set, or its first visible
+	 * change would draw a new one (M3). */
+	ret = vxm_writer_set_data_guid(x.w, &j->dest_new_dwg, err);
+	if (ret)
+		goto out;
+	vxm_killpoint("dest-guid");
 	if (j->phase < VXM_JPHASE_COPYING) {
 		j->phase = VXM_JPHASE_COPYING;
 		ret = vxm_journal_save(j, jpath, err);
