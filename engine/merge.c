@@ -430,8 +430,10 @@ struct exec {
 	/* data path */
 	struct vxm_io dio;
 	bool dio_up;
+	struct vxm_io *io;        /* &dio, or the caller's single context */
 	int dslot[VXM_CHAIN_MAX_DEPTH];
 	int dslot_d;
+	bool dslot_open[VXM_CHAIN_MAX_DEPTH], dslot_d_open;
 	struct dreq *q;
 	unsigned qd;
 	uint32_t chunk;
@@ -450,10 +452,10 @@ static int ex_reap(struct exec *x, unsigned min)
 	struct vxm_req *done[64];
 	int n, ret;
 
-	ret = vxm_io_submit(&x->dio);
+	ret = vxm_io_submit(x->io);
 	if (ret < 0)
 		return vxm_fail(x->err, ret, VXM_OFF_NONE, "data I/O submit failed: %s", vxm_strerror(ret));
-	n = vxm_io_reap(&x->dio, min, done, 64);
+	n = vxm_io_reap(x->io, min, done, 64);
 	if (n < 0)
 		return vxm_fail(x->err, n, VXM_OFF_NONE, "data I/O failed: %s", vxm_strerror(n));
 	for (int i = 0; i < n; i++) {
@@ -470,7 +472,7 @@ static int ex_reap(struct exec *x, unsigned min)
 							  .off = r->rd.src_off, .len = r->rd.len,
 							  .buf = r->buf, .owner = r };
 				r->wr.buf = r->buf;
-				ret = vxm_io_queue(&x->dio, &r->rd);
+				ret = vxm_io_queue(x->io, &r->rd);
 				if (ret)
 					return vxm_fail(x->err, ret, VXM_OFF_NONE, "data I/O queue failed: %s",
 							vxm_strerror(ret));
@@ -484,11 +486,11 @@ static int ex_reap(struct exec *x, unsigned min)
 		if (q == &r->rd) {
 			if (q->res < 0)
 				return vxm_fail(x->err, (int)q->res, q->off, "%s: read failed: %s",
-						vxm_io_path(&x->dio, q->file), vxm_strerror((int)q->res));
+						vxm_io_path(x->io, q->file), vxm_strerror((int)q->res));
 			/* a source block stored short at the end of its file reads zeros */
 			if ((uint64_t)q->res < q->len)
 				memset(r->buf + q->res, 0, q->len - (uint64_t)q->res);
-			ret = vxm_io_queue(&x->dio, &r->wr);
+			ret = vxm_io_queue(x->io, &r->wr);
 			if (ret)
 				return vxm_fail(x->err, ret, VXM_OFF_NONE, "data I/O queue failed: %s",
 						vxm_strerror(ret));
@@ -497,7 +499,7 @@ static int ex_reap(struct exec *x, unsigned min)
 		if (q->res < 0 || (uint64_t)q->res != q->len)
 			return vxm_fail(x->err, q->res < 0 ? (int)q->res : -EIO, q->off,
 					"%s: write of %llu bytes at 0x%llx failed: %s",
-					vxm_io_path(&x->dio, q->file), (unsigned long long)q->len,
+					vxm_io_path(x->io, q->file), (unsigned long long)q->len,
 					(unsigned long long)q->off,
 					vxm_strerror(q->res < 0 ? (int)q->res : -EIO));
 		if (q->buf == x->zero)
@@ -512,7 +514,7 @@ static int ex_reap(struct exec *x, unsigned min)
 
 static int ex_drain(struct exec *x)
 {
-	while (x->dio.inflight) {
+	while (x->io->inflight) {
 		int ret = ex_reap(x, 1);
 		if (ret)
 			return ret;
@@ -558,16 +560,16 @@ static int ex_transfer(struct exec *x, int layer, uint64_t src_off, uint64_t dst
 		r->wr = (struct vxm_req){ .op = VXM_IO_WRITE, .file = x->dslot_d, .off = dst, .len = n,
 					  .buf = layer < 0 ? x->zero : r->buf, .owner = r };
 		if (layer < 0) {
-			ret = vxm_io_queue(&x->dio, &r->wr);
+			ret = vxm_io_queue(x->io, &r->wr);
 		} else if (src->nov) {
 			/* a source replayed in memory: read through its overlay */
 			ret = vxm_image_pread(src, r->buf, n, src_off, x->err);
 			if (!ret)
-				ret = vxm_io_queue(&x->dio, &r->wr);
+				ret = vxm_io_queue(x->io, &r->wr);
 		} else {
 			r->rd = (struct vxm_req){ .op = VXM_IO_READ, .file = x->dslot[layer], .off = src_off,
 						  .len = n, .buf = r->buf, .owner = r };
-			ret = vxm_io_queue(&x->dio, &r->rd);
+			ret = vxm_io_queue(x->io, &r->rd);
 		}
 		if (ret == -EBUSY) {
 			r->busy = false;
@@ -600,7 +602,7 @@ static int ex_clone(struct exec *x, int layer, uint64_t src_off, uint64_t dst, u
 		r->busy = false;
 		return ex_transfer(x, layer, src_off, dst, len);
 	}
-	ret = vxm_io_queue(&x->dio, &r->rd);
+	ret = vxm_io_queue(x->io, &r->rd);
 	if (ret)
 		r->busy = false;
 	return ret == -EBUSY ? ex_transfer(x, layer, src_off, dst, len) : ret;
@@ -665,7 +667,7 @@ static int ex_commit(struct exec *x, uint64_t cursor, const char *tag)
 		if (ret)
 			return ret;
 	} else {
-		ret = vxm_io_sync(&x->dio, x->dslot_d, tag, false);
+		ret = vxm_io_sync(x->io, x->dslot_d, tag, false);
 		if (ret)
 			return vxm_fail(x->err, ret, VXM_OFF_NONE, "flush failed: %s", vxm_strerror(ret));
 	}
@@ -837,13 +839,20 @@ static int ex_extent(void *vctx, const struct vxm_extent *e)
 		src += n;
 	}
 	ex_progress(x, "copy", false);
-	return 0;
+	/* the planner's metadata reads need an idle context when it is shared */
+	return x->dio_up ? 0 : ex_drain(x);
 }
 
 static void ex_fini(struct exec *x)
 {
 	if (x->dio_up)
 		vxm_io_fini(&x->dio);
+	else if (x->io)
+		for (unsigned i = 0; i < VXM_CHAIN_MAX_DEPTH; i++)
+			if (x->dslot_open[i])
+				vxm_io_close(x->io, x->dslot[i]);
+	if (!x->dio_up && x->io && x->dslot_d_open)
+		vxm_io_close(x->io, x->dslot_d);
 	for (unsigned i = 0; x->q && i < x->qd; i++)
 		free(x->q[i].buf);
 	free(x->q);
@@ -859,11 +868,17 @@ static int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
 	struct vxm_io_params p = { .queue_depth = o->queue_depth ? o->queue_depth : 32,
 				   .backend = o->backend, .log = o->log, .log_ctx = o->log_ctx };
 	struct stat st;
-	int ret = vxm_io_init(&x->dio, NULL, &p);
-	if (ret)
-		return vxm_fail(x->err, ret, VXM_OFF_NONE, "I/O setup (%s) failed: %s",
-				o->backend ? o->backend : "auto", vxm_strerror(ret));
-	x->dio_up = true;
+	int ret;
+	if (o->io) {
+		x->io = o->io; /* one context for everything: drain per extent */
+	} else {
+		ret = vxm_io_init(&x->dio, NULL, &p);
+		if (ret)
+			return vxm_fail(x->err, ret, VXM_OFF_NONE, "I/O setup (%s) failed: %s",
+					o->backend ? o->backend : "auto", vxm_strerror(ret));
+		x->dio_up = true;
+		x->io = &x->dio;
+	}
 	x->qd = p.queue_depth;
 	x->chunk = o->chunk_size ? o->chunk_size : (uint32_t)VXM_MiB;
 	x->q = calloc(x->qd, sizeof(*x->q));
@@ -878,16 +893,18 @@ static int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
 	}
 	for (int i = x->dest < 0 ? 0 : x->dest + 1; i <= x->top; i++) {
 		const char *p2 = x->c->layer[i].img->path;
-		x->dslot[i] = vxm_io_open(&x->dio, p2, VXM_O_RDONLY);
+		x->dslot[i] = vxm_io_open(x->io, p2, VXM_O_RDONLY);
 		if (x->dslot[i] < 0)
 			return vxm_fail(x->err, x->dslot[i], VXM_OFF_NONE, "%s: cannot open: %s", p2,
 					vxm_strerror(x->dslot[i]));
+		x->dslot_open[i] = true;
 		x->layer_dev[i] = stat(p2, &st) == 0 ? st.st_dev : (dev_t)-1;
 	}
-	x->dslot_d = vxm_io_open(&x->dio, dest_path, VXM_O_RDWR);
+	x->dslot_d = vxm_io_open(x->io, dest_path, VXM_O_RDWR);
 	if (x->dslot_d < 0)
 		return vxm_fail(x->err, x->dslot_d, VXM_OFF_NONE, "%s: cannot open: %s", dest_path,
 				vxm_strerror(x->dslot_d));
+	x->dslot_d_open = true;
 	x->d_dev = stat(dest_path, &st) == 0 ? st.st_dev : (dev_t)-2;
 	x->clone_ok = !o->no_clone && !dest_raw;
 	x->blk = UINT64_MAX;
@@ -1382,7 +1399,7 @@ static int check_space(const char *dest, const struct vxm_plan_stats *st, struct
 static int convert_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r,
 		       struct vxm_err *err)
 {
-	struct vxm_chain_opts co = { .search_dirs = o->search_dirs, .nsearch = o->nsearch };
+	struct vxm_chain_opts co = { .search_dirs = o->search_dirs, .nsearch = o->nsearch, .io = o->io };
 	struct vxm_chain *c = NULL;
 	struct vxm_journal j = { 0 };
 	struct locks l = { .n = 0 };
@@ -1535,7 +1552,7 @@ out:
 
 int vxm_merge_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r, struct vxm_err *err)
 {
-	struct vxm_chain_opts co = { .search_dirs = o->search_dirs, .nsearch = o->nsearch };
+	struct vxm_chain_opts co = { .search_dirs = o->search_dirs, .nsearch = o->nsearch, .io = o->io };
 	struct vxm_chain *c = NULL;
 	struct vxm_journal j = { 0 };
 	struct locks l = { .n = 0 };
@@ -1679,12 +1696,14 @@ int vxm_merge_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r, st
 		if (ret)
 			goto done;
 	}
-	ret = vxm_io_init(&io, &vxm_io_psync_ops, NULL);
-	if (ret)
-		goto done;
-	io_up = true;
+	if (!o->io) {
+		ret = vxm_io_init(&io, &vxm_io_psync_ops, NULL);
+		if (ret)
+			goto done;
+		io_up = true;
+	}
 	if (j.phase < VXM_JPHASE_REPOINTED) {
-		ret = phase_repoint(o, &io, &j, jpath, r, err);
+		ret = phase_repoint(o, o->io ? o->io : &io, &j, jpath, r, err);
 		if (ret)
 			goto done;
 	}

@@ -504,6 +504,9 @@ struct vxm_merge_opts {
 	void (*log)(void *ctx, const char *line); /* one-line notices */
 	void *log_ctx;
 	volatile int *stop;         /* set asynchronously (signals): drain, record, return -EINTR */
+	struct vxm_io *io;          /* tests: one context for every file operation of the run
+				     * (metadata and data), e.g. a fault-injecting or recording
+				     * wrapper; the data path then drains after every extent */
 };
 
 struct vxm_merge_result {
