@@ -1080,6 +1080,9 @@ static int block_op(struct vxm_writer *w, uint64_t b, uint64_t within, uint64_t 
 	if (!src && zero_state && whole && !fixed) {
 		if (st == VXM_PB_ZERO)
 			return 0;
+		ret = touch(w, true, NULL, err); /* I1: a visible change follows */
+		if (ret)
+			return ret;
 		if (diff && st == VXM_PB_PARTIALLY_PRESENT) {
 			/* keep the bits of a non-present block 0 (libvhdi, fmt §5.3) */
 			ret = vxm_txn_set_bits(w, first_sector, blk, false, err);
@@ -1092,6 +1095,12 @@ static int block_op(struct vxm_writer *w, uint64_t b, uint64_t within, uint64_t 
 		return 0;
 	if (!src && !diff && st == VXM_PB_NOT_PRESENT)
 		return 0; /* reads zeros already */
+	/* The DataWriteGuid changes before the first change a read could see,
+	 * and only then: zeroing what reads zeros already keeps it (and so
+	 * keeps children linked). */
+	ret = touch(w, true, NULL, err);
+	if (ret)
+		return ret;
 
 	switch (st) {
 	case VXM_PB_FULLY_PRESENT:
@@ -1180,9 +1189,6 @@ static int range_op(struct vxm_writer *w, uint64_t off, uint64_t len, const uint
 
 	if (!n)
 		return 0;
-	ret = touch(w, true, NULL, err); /* I1: after validation, before any change */
-	if (ret)
-		return ret;
 	while (n) {
 		uint64_t b = s / g->spb, within = s % g->spb;
 		uint64_t blk = total - b * g->spb < g->spb ? total - b * g->spb : g->spb;

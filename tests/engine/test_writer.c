@@ -441,6 +441,50 @@ static void bad_requests_fail_clearly_and_leave_the_files_byte_identical(void **
 	printf("files byte-identical after every refused request: %.16s %.16s\n", s2, c2);
 }
 
+/* Zeroing what already reads zeros (NOT_PRESENT or ZERO blocks of a base,
+ * ZERO blocks of a child) is no change at all: the file stays
+ * byte-identical, so the DataWriteGuid children link to stays too. */
+static void zeroing_what_reads_zeros_changes_nothing(void **state)
+{
+	char base[512], child[512], s1[65], s2[65], c1[65], c2[65];
+	struct vxm_image *img;
+	struct vxm_writer *w;
+	struct vxm_err err = { 0 };
+	uint8_t buf[4096] = { 3 };
+	(void)state;
+
+	snprintf(base, sizeof(base), "%s/z-base.vhdx", tmp);
+	snprintf(child, sizeof(child), "%s/z-child.avhdx", tmp);
+	wt_create(base, &(struct vxm_create_params){ .virtual_size = 20 << 20, .block_size = 1 << 20 });
+	wt_begin(base, &img, &w);
+	assert_int_equal(vxm_writer_write(w, 3 << 20, buf, sizeof(buf), &err), 0);
+	assert_int_equal(vxm_writer_zero(w, 5 << 20, 2 << 20, VXM_ZERO_STATE, &err), 0);
+	wt_end(img, w);
+	wt_create(child, &(struct vxm_create_params){ .parent = base, .block_size = 1 << 20 });
+	wt_begin(child, &img, &w);
+	assert_int_equal(vxm_writer_zero(w, 8 << 20, 1 << 20, VXM_ZERO_STATE, &err), 0);
+	wt_end(img, w);
+	assert_int_equal(tl_sha256_file(base, s1), 0);
+	assert_int_equal(tl_sha256_file(child, c1), 0);
+
+	wt_begin(base, &img, &w);
+	assert_int_equal(vxm_writer_zero(w, 0, 3 << 20, VXM_ZERO_DATA, &err), 0);
+	assert_int_equal(vxm_writer_zero(w, 5 << 20, 2 << 20, VXM_ZERO_DATA, &err), 0);
+	assert_int_equal(vxm_writer_zero(w, 5 << 20, 2 << 20, VXM_ZERO_STATE, &err), 0);
+	assert_int_equal(vxm_writer_zero(w, 10 << 20, 10 << 20, VXM_ZERO_DATA, &err), 0);
+	assert_int_equal(vxm_writer_state(w), VXM_WS_CLEAN);
+	wt_end(img, w);
+	wt_begin(child, &img, &w);
+	assert_int_equal(vxm_writer_zero(w, 8 << 20, 1 << 20, VXM_ZERO_STATE, &err), 0);
+	assert_int_equal(vxm_writer_zero(w, (8 << 20) + 4096, 8192, VXM_ZERO_DATA, &err), 0);
+	assert_int_equal(vxm_writer_state(w), VXM_WS_CLEAN);
+	wt_end(img, w);
+	assert_int_equal(tl_sha256_file(base, s2), 0);
+	assert_int_equal(tl_sha256_file(child, c2), 0);
+	assert_string_equal(s1, s2);
+	assert_string_equal(c1, c2);
+}
+
 /* ---- differencing files --------------------------------------------------------- */
 
 /* Writes into a child through every state transition, with a base of
@@ -832,6 +876,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(bad_requests_fail_clearly_and_leave_the_files_byte_identical),
+		cmocka_unit_test(zeroing_what_reads_zeros_changes_nothing),
 		cmocka_unit_test(differencing_writes_read_back_through_the_chain_as_the_mirror),
 		cmocka_unit_test(set_locator_rewrites_the_item_through_the_log_and_keeps_the_data_guid),
 		cmocka_unit_test(set_vd_items_copies_virtual_disk_items_and_grows_the_disk),
