@@ -387,7 +387,7 @@ int vxm_txn_patch(struct vxm_writer *w, uint64_t file_off, const void *bytes, ui
 		return vxm_fail(err, -E2BIG, file_off, "%s: patch of %u bytes exceeds the transaction",
 				img->path, len);
 	for (uint64_t s = first; s < last; s += SECT) {
-		int k;
+		int k = -1; /* set by st_get on success */
 		ret = st_get(w, s, &k, err);
 		if (ret)
 			return ret;
@@ -457,7 +457,7 @@ static int bits_apply(struct vxm_writer *w, uint64_t sb_off, uint64_t bit, uint6
 	while (n) {
 		uint64_t sec = bit / per, in = bit % per;
 		uint64_t cnt = per - in < n ? per - in : n;
-		int k;
+		int k = -1; /* set by st_get on success */
 		int ret = st_get(w, sb_off + sec * SECT, &k, err);
 		if (ret)
 			return ret;
