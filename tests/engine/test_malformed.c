@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testlib.h"
@@ -1099,6 +1100,52 @@ static void log_entry_growing_the_file_to_4_eib_is_corrupt_at_its_last_file_offs
 		     NULL);
 }
 
+/* vhdx-log-replay.vhdx with its log moved to a new 32 MiB region at the end
+ * of the file, filled with 4096 valid 8 KiB entries (the header's LogGuid,
+ * consecutive sequence numbers) whose Tail names a data sector: no active
+ * sequence exists.  The search used to restart one sector after each such
+ * run, parsing O(n^2) entries (seconds here, ~17 minutes for a 256 MiB log);
+ * it must stay linear. */
+static void dirty_log_of_32_mib_whose_entries_name_no_tail_is_scanned_in_linear_time(void **state)
+{
+	enum { NEW_LOG = 0x2400000, LOG_LEN = 32 << 20, ENTRY = 8192 };
+	struct mc c;
+	struct vxm_guid g;
+	uint8_t *log = calloc(1, LOG_LEN), data[VXM_LOG_SECTOR] = { 0x5a };
+	(void)state;
+
+	assert_non_null(log);
+	mc_begin(&c, FX_LOGREPLAY, "log-linear-scan");
+	rd(&c, HDR2 + 48, g.b, 16);
+	for (uint32_t pos = 0, i = 0; pos < LOG_LEN; pos += ENTRY, i++) {
+		struct vxm_log_update u = { .file_off = BAT, .data = data, .len = VXM_LOG_SECTOR };
+		struct vxm_log_entry e = { .tail = VXM_LOG_SECTOR, .seq = 1000 + i, .guid = g,
+					   .flushed_file_offset = NEW_LOG,
+					   .last_file_offset = NEW_LOG };
+		assert_int_equal(vxm_log_entry_encode(&e, &u, 1, log + pos, ENTRY, NULL), 0);
+	}
+	wr(&c, NEW_LOG, log, LOG_LEN);
+	free(log);
+	for (uint64_t h = HDR1; h <= HDR2; h += HDR2 - HDR1) {
+		put32(&c, h + 68, LOG_LEN);
+		put64(&c, h + 72, NEW_LOG);
+		fix_hdr(&c, h);
+	}
+
+	struct timespec t0, t1;
+	struct vxm_image *img;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(vxm_image_open(&img, NULL, c.path, 0, NULL), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	vxm_image_close(img);
+	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	if (secs > 5) {
+		print_error("open took %.1f s: the log search is not linear\n", secs);
+		fail();
+	}
+	expect_problem(&c, NEW_LOG, "LogGuid is set but no valid entry sequence exists", NULL);
+}
+
 /* The head entry says 36 MiB were durable; the file has 35. */
 static void file_shorter_than_the_flushed_file_offset_is_corrupt_at_its_end_0x2300000(void **state)
 {
@@ -1182,6 +1229,7 @@ int main(void)
 		cmocka_unit_test(dirty_log_with_six_stale_entries_replays_only_the_current_one),
 		cmocka_unit_test(dirty_log_with_a_torn_data_sector_replays_up_to_the_entry_before),
 		cmocka_unit_test(log_replay_that_would_write_into_the_headers_is_corrupt_at_the_target_0x10000),
+		cmocka_unit_test(dirty_log_of_32_mib_whose_entries_name_no_tail_is_scanned_in_linear_time),
 		cmocka_unit_test(log_entry_growing_the_file_to_4_eib_is_corrupt_at_its_last_file_offset_0x107038),
 		cmocka_unit_test(file_shorter_than_the_flushed_file_offset_is_corrupt_at_its_end_0x2300000),
 	};
