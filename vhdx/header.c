@@ -164,6 +164,11 @@ int vxm_hdr_select(const uint8_t *h1, const uint8_t *h2, struct vxm_hdr_pair *p,
 					"%s (header %d is current: sequence number %llu > %llu)",
 					e[bad].msg, bad + 1, (unsigned long long)p->h[bad].seq,
 					(unsigned long long)p->h[1 - bad].seq);
+		/* Both valid, equal sequence numbers, different bytes: as below. */
+		if (sig_crc_ok(bad ? h2 : h1) && p->h[bad].seq == p->h[1 - bad].seq)
+			return vxm_corrupt(err, VXM_HDR1_OFF,
+					   "headers: both valid with sequence number %llu but different contents, no current header (%s)",
+					   (unsigned long long)p->h[0].seq, e[bad].msg);
 		p->current = 1 - bad;
 		return 0;
 	}
