@@ -13,6 +13,10 @@ tmp="${VXM_TEST_TMP:-/tmp/vxm-test}/merge-kill.$$"
 mkdir -p "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 kills=0 fail=0 points=0
+# Under sanitizers every run is several times slower: kill at every third
+# point and skip the random SIGKILLs (the normal build covers every point).
+stride=1
+[ "${VXM_SANITIZED:-0}" = 1 ] && stride=3
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 digest_dir() { (cd "$1" && find . -type f | sort | xargs sha256sum); }
@@ -71,9 +75,9 @@ while :; do
     diff <(digest_dir "$tmp/work") "$tmp/ref.sums" | head -6
     fail=$((fail + 1))
   fi
-  n=$((n + 1))
+  n=$((n + stride))
 done
-echo "  merge: $points kill points, each killed, resumed and compared"
+echo "  merge: $points kill points; killed at every $([ "$stride" = 1 ] && echo one || echo "${stride}rd"), resumed and compared"
 
 echo "merge: a kill during the resume, at every point of it"
 rm -rf "$tmp/work2"
@@ -95,7 +99,7 @@ while :; do
   check_state "$tmp/work2" "after a kill of the resume at point $m"
   "$bin" merge "$tmp/work2/snap04.avhdx" --seed 42 --progress none >/dev/null
   diff -q <(digest_dir "$tmp/work2") "$tmp/ref.sums" >/dev/null || { echo "  FAIL resume point $m: differs"; fail=$((fail + 1)); }
-  m=$((m + 1))
+  m=$((m + stride))
 done
 echo "  resume: $((m - 1)) kill points"
 
@@ -115,10 +119,11 @@ while :; do
   fi
   "$bin" convert "$tmp/pristine/snap04.avhdx" "$tmp/conv.vhdx" --seed 42 --progress none >/dev/null
   [ "$(sha "$tmp/conv.vhdx")" = "$ref_conv" ] || { echo "  FAIL convert point $c: differs"; fail=$((fail + 1)); }
-  c=$((c + 1))
+  c=$((c + stride))
 done
 echo "  convert: $((c - 1)) kill points"
 
+if [ "$stride" != 1 ]; then echo "kills: $kills, data lost: $fail"; echo "$kills passed, $fail failed"; [ "$fail" = 0 ]; exit; fi
 echo "merge: SIGKILL at random instants"
 "$bin" synth "$tmp/big" --seed 8 --size 96M --layers 6 --block-size 2M --json >"$tmp/big.json"
 cp -a "$tmp/big" "$tmp/bigref"
