@@ -86,6 +86,11 @@ struct vxm_image {
 	uint64_t batw_first;          /* index of batw[0]; UINT64_MAX = empty */
 	uint64_t batw_n;
 
+	/* the sector-bitmap BAT entry of one chunk: it sits after the chunk's
+	 * payload entries, outside the window of most lookups that need it */
+	uint64_t sbe_chunk;           /* UINT64_MAX = empty */
+	uint64_t sbe_entry;
+
 	/* sector-bitmap slice cache: the slice of one block */
 	uint8_t *sbw;
 	uint64_t sbw_block;           /* UINT64_MAX = empty */
@@ -105,6 +110,14 @@ int vxm_image_bat_get(struct vxm_image *img, uint64_t idx, uint64_t *entry, stru
 /* Raw entries [first, first+n) (not validated) into out. */
 int vxm_image_bat_read(struct vxm_image *img, uint64_t first, uint64_t n, uint64_t *out,
 		       struct vxm_err *err);
+/* Calls fn(ctx, idx, entry) for every BAT entry in order, reading the BAT
+ * in windows (I2); stops at the first non-zero return. */
+int vxm_image_bat_scan(struct vxm_image *img,
+		       int (*fn)(void *ctx, uint64_t idx, uint64_t entry), void *ctx,
+		       struct vxm_err *err);
+/* End of the highest object the file references: log, regions, and every
+ * block or bitmap a BAT entry points at (UNDEFINED/UNMAPPED offsets too). */
+int vxm_image_alloc_end(struct vxm_image *img, uint64_t *end, struct vxm_err *err);
 /* Drops cached BAT and bitmap windows (after the writer changes them). */
 void vxm_image_invalidate(struct vxm_image *img);
 
@@ -336,6 +349,12 @@ int vxm_journal_remove(const char *path, struct vxm_err *err);
 void vxm_journal_fini(struct vxm_journal *j);
 /* fsync of the directory holding path (after renames and deletes). */
 int vxm_fsync_dir(const char *path);
+#ifdef VXM_TEST_HOOKS
+/* Crash tests: called after every successful vxm_fsync_dir(), the instant
+ * the directory changes before it (a journal saved or removed, a merged file
+ * deleted, the convert's rename) became durable.  NULL: nothing is called. */
+extern void (*vxm_test_dirsync_hook)(const char *path);
+#endif
 /* A GUID derived from (seed, label, n): the final FileWriteGuids and D's new
  * DataWriteGuid, identical in every run of the same merge. */
 void vxm_guid_derive(uint64_t seed, const char *label, unsigned n, struct vxm_guid *g);

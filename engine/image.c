@@ -449,6 +449,7 @@ static int open_metadata(struct vxm_image *img, struct vxm_err *err)
 		return vxm_fail(err, -ENOMEM, r->off, "BAT: out of memory");
 	img->batw_first = UINT64_MAX;
 	img->sbw_block = UINT64_MAX;
+	img->sbe_chunk = UINT64_MAX;
 	return 0;
 }
 
@@ -456,6 +457,7 @@ void vxm_image_invalidate(struct vxm_image *img)
 {
 	img->batw_first = UINT64_MAX;
 	img->sbw_block = UINT64_MAX;
+	img->sbe_chunk = UINT64_MAX;
 }
 
 /* ---- open / close ------------------------------------------------------------ */
@@ -702,9 +704,21 @@ int vxm_image_lookup(struct vxm_image *img, uint64_t sector, uint64_t max, struc
 		return 0;
 	}
 	uint64_t c = b / g->chunk_ratio, sbe;
-	ret = vxm_image_bat_get(img, vxm_geom_sb_index(g, c), &sbe, err);
-	if (ret)
-		return ret;
+	if (img->sbe_chunk == c) {
+		sbe = img->sbe_entry;
+	} else {
+		/* read it directly: fetching it through the window would evict
+		 * the window of the payload entries around b */
+		ret = vxm_image_bat_read(img, vxm_geom_sb_index(g, c), 1, &sbe, err);
+		if (!ret)
+			ret = vxm_bat_check_entry(g, vxm_geom_sb_index(g, c), sbe,
+						  img->bat_region.off + vxm_geom_sb_index(g, c) * 8,
+						  img->file_size, err);
+		if (ret)
+			return ret;
+		img->sbe_chunk = c;
+		img->sbe_entry = sbe;
+	}
 	if (vxm_bat_state(sbe) != VXM_SB_PRESENT)
 		return vxm_corrupt(err, img->bat_region.off + vxm_geom_pb_index(g, b) * 8,
 				   "BAT entry %llu (block %llu): PARTIALLY_PRESENT but the sector bitmap of chunk %llu is not present",
@@ -765,4 +779,62 @@ int vxm_image_read(struct vxm_image *img, void *buf, uint64_t len, uint64_t off,
 		n -= r.nsec;
 	}
 	return 0;
+}
+
+int vxm_image_bat_scan(struct vxm_image *img,
+		       int (*fn)(void *ctx, uint64_t idx, uint64_t entry), void *ctx,
+		       struct vxm_err *err)
+{
+	const struct vxm_geom *g = &img->g;
+	uint64_t *w = malloc(VXM_BAT_WINDOW * sizeof(uint64_t));
+	int ret = 0;
+
+	if (!w)
+		return vxm_fail(err, -ENOMEM, VXM_OFF_NONE, "out of memory");
+	for (uint64_t first = 0; first < g->total_entries && !ret; first += VXM_BAT_WINDOW) {
+		uint64_t n = g->total_entries - first;
+		if (n > VXM_BAT_WINDOW)
+			n = VXM_BAT_WINDOW;
+		ret = vxm_image_bat_read(img, first, n, w, err);
+		for (uint64_t i = 0; !ret && i < n; i++)
+			ret = fn(ctx, first + i, w[i]);
+	}
+	free(w);
+	return ret;
+}
+
+struct alloc_end_ctx {
+	const struct vxm_geom *g;
+	uint64_t end;
+};
+
+static int alloc_end_entry(void *vctx, uint64_t idx, uint64_t e)
+{
+	struct alloc_end_ctx *c = vctx;
+	uint64_t off = vxm_bat_offset(e), len = 0;
+	unsigned st = vxm_bat_state(e);
+
+	if (!off)
+		return 0;
+	if (vxm_geom_is_sb_index(c->g, idx))
+		len = st == VXM_SB_PRESENT ? VXM_SB_BLOCK_SIZE : 0;
+	else if (st != VXM_PB_NOT_PRESENT && st != VXM_PB_ZERO)
+		len = c->g->block_size; /* UNDEFINED/UNMAPPED may keep their old space */
+	if (len && off + len > c->end)
+		c->end = off + len;
+	return 0;
+}
+
+int vxm_image_alloc_end(struct vxm_image *img, uint64_t *end, struct vxm_err *err)
+{
+	struct alloc_end_ctx c = { .g = &img->g, .end = VXM_HEADER_SECTION };
+
+	if (img->hdr.log_off + img->hdr.log_len > c.end)
+		c.end = img->hdr.log_off + img->hdr.log_len;
+	for (uint32_t i = 0; i < img->rt->count; i++)
+		if (img->rt->e[i].off + img->rt->e[i].len > c.end)
+			c.end = img->rt->e[i].off + img->rt->e[i].len;
+	int ret = vxm_image_bat_scan(img, alloc_end_entry, &c, err);
+	*end = c.end;
+	return ret;
 }

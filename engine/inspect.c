@@ -17,31 +17,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+struct count_ctx {
+	const struct vxm_geom *g;
+	struct vxm_bat_counts c;
+};
+
+static int count_entry(void *vctx, uint64_t idx, uint64_t e)
+{
+	struct count_ctx *x = vctx;
+	if (vxm_geom_is_sb_index(x->g, idx))
+		x->c.sb[vxm_bat_state(e)]++;
+	else
+		x->c.pb[vxm_bat_state(e)]++;
+	return 0;
+}
+
 int vxm_image_info(struct vxm_image *img, struct vxm_info *info, struct vxm_err *err)
 {
 	const struct vxm_geom *g = &img->g;
-	uint64_t *w = malloc(VXM_BAT_WINDOW * sizeof(uint64_t));
-	struct vxm_bat_counts c = { 0 };
-	int ret = 0;
+	struct count_ctx x = { .g = g };
+	int ret;
 
-	if (!w)
-		return vxm_fail(err, -ENOMEM, VXM_OFF_NONE, "out of memory");
 	memset(info, 0, sizeof(*info));
-	for (uint64_t first = 0; first < g->total_entries; first += VXM_BAT_WINDOW) {
-		uint64_t n = g->total_entries - first;
-		if (n > VXM_BAT_WINDOW)
-			n = VXM_BAT_WINDOW;
-		ret = vxm_image_bat_read(img, first, n, w, err);
-		if (ret)
-			goto out;
-		for (uint64_t i = 0; i < n; i++) {
-			unsigned st = vxm_bat_state(w[i]);
-			if (vxm_geom_is_sb_index(g, first + i))
-				c.sb[st]++;
-			else
-				c.pb[st]++;
-		}
-	}
+	ret = vxm_image_bat_scan(img, count_entry, &x, err);
+	if (ret)
+		return ret;
+	const struct vxm_bat_counts c = x.c;
 	info->path = img->path;
 	info->type = img->m.has_parent ? "differencing"
 				       : img->m.leave_blocks_allocated ? "fixed" : "dynamic";
@@ -83,9 +84,7 @@ int vxm_image_info(struct vxm_image *img, struct vxm_info *info, struct vxm_err 
 	info->allocated_bytes = (c.pb[VXM_PB_FULLY_PRESENT] + c.pb[VXM_PB_PARTIALLY_PRESENT]) *
 					(uint64_t)g->block_size +
 				c.sb[VXM_SB_PRESENT] * (uint64_t)VXM_SB_BLOCK_SIZE;
-out:
-	free(w);
-	return ret;
+	return 0;
 }
 
 struct object {
@@ -133,83 +132,85 @@ static void obj_name(const struct vxm_image *img, uint64_t what, char *out, size
 	}
 }
 
+struct check_ctx {
+	struct vxm_image *img;
+	struct object *obj;
+	size_t nobj, cap;
+	struct vxm_err *err;
+};
+
+static int add_obj(struct check_ctx *x, uint64_t off, uint64_t end, uint64_t what)
+{
+	if (x->nobj == x->cap) {
+		size_t nc = x->cap ? x->cap * 2 : 256;
+		struct object *no = realloc(x->obj, nc * sizeof(*no));
+		if (!no)
+			return vxm_fail(x->err, -ENOMEM, VXM_OFF_NONE, "out of memory");
+		x->obj = no;
+		x->cap = nc;
+	}
+	x->obj[x->nobj++] = (struct object){ off, end, what };
+	return 0;
+}
+
+static int check_entry(void *vctx, uint64_t idx, uint64_t e)
+{
+	struct check_ctx *x = vctx;
+	struct vxm_image *img = x->img;
+	const struct vxm_geom *g = &img->g;
+	uint64_t eoff = img->bat_region.off + idx * 8;
+	struct vxm_err ce = { 0 };
+
+	if (vxm_bat_check_entry(g, idx, e, eoff, img->file_size, &ce)) {
+		vxm_image_note(img, 1, ce.off, "%s", ce.msg);
+		return 0;
+	}
+	unsigned st = vxm_bat_state(e);
+	uint64_t off = vxm_bat_offset(e);
+	if (vxm_geom_is_sb_index(g, idx))
+		return st == VXM_SB_PRESENT ? add_obj(x, off, off + VXM_SB_BLOCK_SIZE, idx) : 0;
+	if (st != VXM_PB_FULLY_PRESENT && st != VXM_PB_PARTIALLY_PRESENT)
+		return 0;
+	uint64_t b = vxm_geom_block_of_index(g, idx), end = off + g->block_size;
+	if (end > img->file_size) /* stored short: the trailing block */
+		end = off + vxm_geom_block_bytes(g, b);
+	int ret = add_obj(x, off, end, idx);
+	if (!ret && st == VXM_PB_PARTIALLY_PRESENT) {
+		uint64_t c = b / g->chunk_ratio, sbe;
+		struct vxm_err se = { 0 };
+		uint64_t sbi = vxm_geom_sb_index(g, c);
+		if (vxm_image_bat_read(img, sbi, 1, &sbe, &se) == 0 &&
+		    vxm_bat_state(sbe) != VXM_SB_PRESENT)
+			vxm_image_note(img, 1, eoff,
+				       "BAT entry %llu (block %llu): PARTIALLY_PRESENT but the sector bitmap of chunk %llu (BAT entry %llu) is not present",
+				       (unsigned long long)idx, (unsigned long long)b,
+				       (unsigned long long)c, (unsigned long long)sbi);
+	}
+	return ret;
+}
+
 int vxm_image_check(struct vxm_image *img, struct vxm_err *err)
 {
-	const struct vxm_geom *g = &img->g;
-	uint64_t *w = malloc(VXM_BAT_WINDOW * sizeof(uint64_t));
-	struct object *obj = NULL;
-	size_t nobj = 0, cap = 0;
+	struct check_ctx x = { .img = img, .err = err };
 	int ret = 0;
 
-	if (!w)
-		return vxm_fail(err, -ENOMEM, VXM_OFF_NONE, "out of memory");
 	if (img->log_dirty && img->logseq.found)
 		vxm_image_note(img, 1, img->hdr.log_off,
 			       "log is dirty: %u entries (sequence %llu..%llu) must be replayed; reads show the replayed state; `check --repair` applies it",
 			       img->log_entries, (unsigned long long)img->logseq.tail_seq,
 			       (unsigned long long)img->logseq.head_seq);
-
-#define ADD_OBJ(o, e, wh)                                                                   \
-	do {                                                                                \
-		if (nobj == cap) {                                                          \
-			size_t nc = cap ? cap * 2 : 256;                                    \
-			struct object *no = realloc(obj, nc * sizeof(*no));                 \
-			if (!no) {                                                          \
-				ret = vxm_fail(err, -ENOMEM, VXM_OFF_NONE, "out of memory"); \
-				goto out;                                                   \
-			}                                                                   \
-			obj = no;                                                           \
-			cap = nc;                                                           \
-		}                                                                           \
-		obj[nobj++] = (struct object){ (o), (e), (wh) };                            \
-	} while (0)
-
-	ADD_OBJ(0, VXM_HEADER_SECTION, OBJ_HEADERS);
-	ADD_OBJ(img->hdr.log_off, img->hdr.log_off + img->hdr.log_len, OBJ_LOG);
-	for (uint32_t i = 0; i < img->rt->count; i++)
-		ADD_OBJ(img->rt->e[i].off, img->rt->e[i].off + img->rt->e[i].len, OBJ_REGION(i));
-
-	for (uint64_t first = 0; first < g->total_entries; first += VXM_BAT_WINDOW) {
-		uint64_t n = g->total_entries - first;
-		if (n > VXM_BAT_WINDOW)
-			n = VXM_BAT_WINDOW;
-		ret = vxm_image_bat_read(img, first, n, w, err);
-		if (ret)
-			goto out;
-		for (uint64_t i = 0; i < n; i++) {
-			uint64_t idx = first + i, e = w[i];
-			uint64_t eoff = img->bat_region.off + idx * 8;
-			struct vxm_err ce = { 0 };
-			if (vxm_bat_check_entry(g, idx, e, eoff, img->file_size, &ce)) {
-				vxm_image_note(img, 1, ce.off, "%s", ce.msg);
-				continue;
-			}
-			unsigned st = vxm_bat_state(e);
-			uint64_t off = vxm_bat_offset(e);
-			if (vxm_geom_is_sb_index(g, idx)) {
-				if (st == VXM_SB_PRESENT)
-					ADD_OBJ(off, off + VXM_SB_BLOCK_SIZE, idx);
-				continue;
-			}
-			if (st != VXM_PB_FULLY_PRESENT && st != VXM_PB_PARTIALLY_PRESENT)
-				continue;
-			uint64_t b = vxm_geom_block_of_index(g, idx), end = off + g->block_size;
-			if (end > img->file_size) /* stored short: the trailing block */
-				end = off + vxm_geom_block_bytes(g, b);
-			ADD_OBJ(off, end, idx);
-			if (st == VXM_PB_PARTIALLY_PRESENT) {
-				uint64_t c = b / g->chunk_ratio, sbe;
-				struct vxm_err se = { 0 };
-				uint64_t sbi = vxm_geom_sb_index(g, c);
-				if (vxm_image_bat_read(img, sbi, 1, &sbe, &se) == 0 &&
-				    vxm_bat_state(sbe) != VXM_SB_PRESENT)
-					vxm_image_note(img, 1, eoff,
-						       "BAT entry %llu (block %llu): PARTIALLY_PRESENT but the sector bitmap of chunk %llu (BAT entry %llu) is not present",
-						       (unsigned long long)idx, (unsigned long long)b,
-						       (unsigned long long)c, (unsigned long long)sbi);
-			}
-		}
-	}
+	ret = add_obj(&x, 0, VXM_HEADER_SECTION, OBJ_HEADERS);
+	if (!ret)
+		ret = add_obj(&x, img->hdr.log_off, img->hdr.log_off + img->hdr.log_len, OBJ_LOG);
+	for (uint32_t i = 0; !ret && i < img->rt->count; i++)
+		ret = add_obj(&x, img->rt->e[i].off, img->rt->e[i].off + img->rt->e[i].len,
+			      OBJ_REGION(i));
+	if (!ret)
+		ret = vxm_image_bat_scan(img, check_entry, &x, err);
+	if (ret)
+		goto out;
+	struct object *obj = x.obj;
+	size_t nobj = x.nobj;
 	qsort(obj, nobj, sizeof(*obj), cmp_obj);
 	/* Sweep: compare each object with the furthest-reaching one before it. */
 	size_t far = 0;
@@ -232,9 +233,7 @@ int vxm_image_check(struct vxm_image *img, struct vxm_err *err)
 	}
 	ret = (int)(img->nproblems > INT32_MAX ? INT32_MAX : img->nproblems);
 out:
-#undef ADD_OBJ
-	free(obj);
-	free(w);
+	free(x.obj);
 	return ret;
 }
 

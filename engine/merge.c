@@ -1245,31 +1245,13 @@ static int phase_link(const struct vxm_merge_opts *o, struct vxm_chain *c, struc
 	return vxm_journal_save(j, jpath, err);
 }
 
-/* End of the highest object D references, rounded up to 1 MiB, or its size. */
+/* Past the end of the file and of everything D references, 1 MiB aligned. */
 static int alloc_base_of(struct vxm_image *d, uint64_t *base, struct vxm_err *err)
 {
-	const struct vxm_geom *g = &d->g;
-	uint64_t *w = malloc(VXM_BAT_WINDOW * sizeof(uint64_t));
-	uint64_t end = d->file_size;
-	int ret = 0;
-	if (!w)
-		return -ENOMEM;
-	for (uint64_t first = 0; first < g->total_entries && !ret; first += VXM_BAT_WINDOW) {
-		uint64_t n = g->total_entries - first < VXM_BAT_WINDOW ? g->total_entries - first
-								       : VXM_BAT_WINDOW;
-		ret = vxm_image_bat_read(d, first, n, w, err);
-		for (uint64_t i = 0; !ret && i < n; i++) {
-			unsigned st = vxm_bat_state(w[i]);
-			uint64_t o = vxm_bat_offset(w[i]), len = 0;
-			if (vxm_geom_is_sb_index(g, first + i))
-				len = st == VXM_SB_PRESENT ? VXM_SB_BLOCK_SIZE : 0;
-			else if (st == VXM_PB_FULLY_PRESENT || st == VXM_PB_PARTIALLY_PRESENT)
-				len = g->block_size;
-			if (len && o + len > end)
-				end = o + len;
-		}
-	}
-	free(w);
+	uint64_t end;
+	int ret = vxm_image_alloc_end(d, &end, err);
+	if (end < d->file_size)
+		end = d->file_size;
 	*base = (end + VXM_MiB - 1) / VXM_MiB * VXM_MiB;
 	return ret;
 }
@@ -1449,6 +1431,15 @@ static int convert_run(const struct vxm_merge_opts *o, struct vxm_merge_result *
 			}
 		r->resumed = true;
 		if (stat(partial, &st) != 0) {
+			/* Only the rename removes the partial file while a journal
+			 * exists: a crash after it, before the journal's removal
+			 * was durable, leaves the complete output.  Finish. */
+			if (stat(out, &st) == 0) {
+				ret = vxm_fsync_dir(out);
+				if (!ret)
+					ret = vxm_journal_remove(jpath, err);
+				goto out;
+			}
 			ret = vxm_fail(err, -ENOENT, VXM_OFF_NONE, "%s: the partial output is missing",
 				       partial);
 			goto out;

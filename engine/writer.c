@@ -866,42 +866,7 @@ int vxm_writer_flush(struct vxm_writer *w, struct vxm_err *err)
  * references (streamed in windows, engine.h I2). */
 static int scan_alloc_end(struct vxm_writer *w, struct vxm_err *err)
 {
-	struct vxm_image *img = w->img;
-	const struct vxm_geom *g = &img->g;
-	uint64_t end = VXM_HEADER_SECTION;
-	uint64_t *win = malloc(VXM_BAT_WINDOW * sizeof(uint64_t));
-	int ret = 0;
-
-	if (!win)
-		return vxm_fail(err, -ENOMEM, VXM_OFF_NONE, "out of memory");
-#define MAXE(x) do { if ((x) > end) end = (x); } while (0)
-	MAXE(img->hdr.log_off + img->hdr.log_len);
-	for (uint32_t i = 0; i < img->rt->count; i++)
-		MAXE(img->rt->e[i].off + img->rt->e[i].len);
-	for (uint64_t first = 0; first < g->total_entries; first += VXM_BAT_WINDOW) {
-		uint64_t n = g->total_entries - first;
-		if (n > VXM_BAT_WINDOW)
-			n = VXM_BAT_WINDOW;
-		ret = vxm_image_bat_read(img, first, n, win, err);
-		if (ret)
-			break;
-		for (uint64_t i = 0; i < n; i++) {
-			uint64_t off = vxm_bat_offset(win[i]);
-			unsigned st = vxm_bat_state(win[i]);
-			if (!off)
-				continue;
-			if (vxm_geom_is_sb_index(g, first + i)) {
-				if (st == VXM_SB_PRESENT)
-					MAXE(off + VXM_SB_BLOCK_SIZE);
-			} else if (st != VXM_PB_NOT_PRESENT && st != VXM_PB_ZERO) {
-				MAXE(off + g->block_size);
-			}
-		}
-	}
-#undef MAXE
-	free(win);
-	w->alloc_end = end;
-	return ret;
+	return vxm_image_alloc_end(w->img, &w->alloc_end, err);
 }
 
 static void writer_free(struct vxm_writer *w)
