@@ -134,13 +134,14 @@ uint8_t *mv_build(const struct mv_spec *sp, size_t *len)
 			vxm_put_le64(bat + 8 * vxm_geom_sb_index(&g, c),
 				     vxm_bat_entry(VXM_SB_PRESENT, sb_off(&g, c)));
 		uint64_t nsec = sp->vsize / sp->lss;
-		for (uint64_t s = 0; s < nsec; s++) {
-			uint64_t b = s / g.spb;
-			if (sp->states[b] != VXM_PB_PARTIALLY_PRESENT || !sp->bits ||
-			    !vxm_bit_get(sp->bits, s))
+		/* only partial blocks carry bits: walk those, not the whole disk */
+		for (uint64_t b = 0; sp->bits && b < g.payload_blocks; b++) {
+			if (sp->states[b] != VXM_PB_PARTIALLY_PRESENT)
 				continue;
-			uint64_t c = s >> 23;
-			vxm_bit_set(f + sb_off(&g, c), s & ((1ull << 23) - 1));
+			uint64_t end = (b + 1) * g.spb < nsec ? (b + 1) * g.spb : nsec;
+			for (uint64_t s = b * g.spb; s < end; s++)
+				if (vxm_bit_get(sp->bits, s))
+					vxm_bit_set(f + sb_off(&g, s >> 23), s & ((1ull << 23) - 1));
 		}
 	}
 	*len = end;
