@@ -1571,6 +1571,17 @@ int vxm_merge_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r, st
 				       jpath, j.top);
 			goto done;
 		}
+		if (o->into) {
+			char *ia = abspath(o->into);
+			bool other = ia && strcmp(ia, j.dest);
+			free(ia);
+			if (other) {
+				ret = vxm_fail(err, -EEXIST, VXM_OFF_NONE,
+					       "an interrupted merge of %s into %s is recorded in %s; finish it first (run it again without --into %s)",
+					       j.top, j.dest, jpath, o->into);
+				goto done;
+			}
+		}
 		r->resumed = true;
 		snprintf(r->dest, sizeof(r->dest), "%s", j.dest);
 		say(o, "resuming the interrupted merge into %s (phase %s)", j.dest,
