@@ -66,7 +66,7 @@ static bool runnable(const struct psync *ps)
 }
 
 /* Debug checker for I1 and I2, run under the mutex at each transition. */
-static inline bool psync_check(const struct psync *ps)
+static inline __attribute__((unused)) bool psync_check(const struct psync *ps)
 {
 	if (ps->pending != ps->staged.n + ps->run.n + ps->running + ps->done.n)
 		return false; /* I1 */
