@@ -63,10 +63,14 @@ int vxm_image_pread(struct vxm_image *img, void *buf, uint64_t len, uint64_t off
 	uint8_t *p = buf;
 	int64_t n = vxm_io_pread(img->io, img->slot, buf, len, off);
 
-	if (n < 0)
-		return vxm_fail(err, (int)n, off, "read of %llu bytes at 0x%llx failed: %s",
-				(unsigned long long)len, (unsigned long long)off,
-				vxm_strerror((int)n));
+	if (n < 0) {
+		/* name the file: callers (the writer's staging reads, the
+		 * planner, finalize) pass err on as it is */
+		vxm_fail(err, (int)n, off, "read of %llu bytes at 0x%llx failed: %s",
+			 (unsigned long long)len, (unsigned long long)off, vxm_strerror((int)n));
+		vxm_err_path(err, img->path);
+		return (int)n;
+	}
 	if ((uint64_t)n < len)
 		memset(p + n, 0, len - (uint64_t)n);
 	/* Later updates win: apply in log order. */
