@@ -562,8 +562,11 @@ static int ex_transfer(struct exec *x, int layer, uint64_t src_off, uint64_t dst
 		if (layer < 0) {
 			ret = vxm_io_queue(x->io, &r->wr);
 		} else if (src->nov) {
-			/* a source replayed in memory: read through its overlay */
-			ret = vxm_image_pread(src, r->buf, n, src_off, x->err);
+			/* a source replayed in memory: read through its overlay,
+			 * synchronously (a shared context drains first) */
+			ret = x->dio_up ? 0 : ex_drain(x);
+			if (!ret)
+				ret = vxm_image_pread(src, r->buf, n, src_off, x->err);
 			if (!ret)
 				ret = vxm_io_queue(x->io, &r->wr);
 		} else {
@@ -797,7 +800,11 @@ static int ex_extent(void *vctx, const struct vxm_extent *e)
 	while (a < end) {
 		uint64_t s = a / x->lss, b = s / x->spb;
 		if (b != x->blk) {
-			ret = ex_block_finish(x);
+			/* finishing and entering a block read metadata
+			 * synchronously: a shared context must be idle (io.h) */
+			ret = x->dio_up ? 0 : ex_drain(x);
+			if (!ret)
+				ret = ex_block_finish(x);
 			if (!ret)
 				ret = ex_block_begin(x, b);
 			if (ret)
@@ -845,6 +852,15 @@ static int ex_extent(void *vctx, const struct vxm_extent *e)
 
 static void ex_fini(struct exec *x)
 {
+	struct vxm_req *done[64];
+
+	/* a run that failed mid-pipeline leaves requests in flight: reap them
+	 * (without acting on them) so the caller's shared context is idle */
+	while (!x->dio_up && x->io && x->io->inflight) {
+		(void)vxm_io_submit(x->io);
+		if (vxm_io_reap(x->io, 1, done, 64) <= 0)
+			break;
+	}
 	if (x->dio_up)
 		vxm_io_fini(&x->dio);
 	else if (x->io)
