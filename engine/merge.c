@@ -667,6 +667,12 @@ static int ex_commit(struct exec *x, uint64_t cursor, const char *tag)
 	if (x->w) {
 		vxm_writer_data_written(x->w);
 		ret = vxm_txn_commit(x->w, tag, x->err);
+		/* M2 for the cursor too: a resume whose BAT entries are all in
+		 * place already stages nothing, and the commit then skips its
+		 * data-sync; the journal must not claim the data before it is
+		 * durable */
+		if (!ret)
+			ret = vxm_writer_flush(x->w, x->err);
 		if (ret)
 			return ret;
 	} else {
