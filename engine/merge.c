@@ -402,6 +402,7 @@ struct dreq {
 	uint8_t *buf;
 	bool busy;
 	int layer;         /* for a clone that falls back to a copy */
+	uint64_t more;     /* a clone copied instead: bytes after the current piece */
 };
 
 struct exec {
@@ -440,6 +441,12 @@ struct exec {
 	uint8_t *zero;
 	bool clone_ok;
 	dev_t d_dev, layer_dev[VXM_CHAIN_MAX_DEPTH];
+	bool layer_clone[VXM_CHAIN_MAX_DEPTH]; /* reflinks from this layer into D work */
+	uint32_t clone_blk;       /* D's filesystem block: clone granularity */
+	/* a clone not queued yet, grown while the next one continues it in both
+	 * files (ex_clone_add); queued before every commit (M2) */
+	int pc_layer;
+	uint64_t pc_src, pc_dst, pc_len;
 	/* accounting */
 	uint64_t done, total_bytes, copied, cloned, zeroed, since_commit;
 	double last_progress;
@@ -468,9 +475,13 @@ static int ex_reap(struct exec *x, unsigned min)
 					say(x->o, "reflinks not available here (%s): copying data instead",
 					    vxm_strerror((int)q->res));
 				x->clone_ok = false;
+				/* copied instead, a buffer at a time (r->more) */
+				uint64_t n = r->rd.len < x->chunk ? r->rd.len : x->chunk;
+				r->more = r->rd.len - n;
 				r->rd = (struct vxm_req){ .op = VXM_IO_READ, .file = r->rd.src_file,
-							  .off = r->rd.src_off, .len = r->rd.len,
+							  .off = r->rd.src_off, .len = n,
 							  .buf = r->buf, .owner = r };
+				r->wr.len = n;
 				r->wr.buf = r->buf;
 				ret = vxm_io_queue(x->io, &r->rd);
 				if (ret)
@@ -507,6 +518,19 @@ static int ex_reap(struct exec *x, unsigned min)
 		else
 			x->copied += q->len;
 		x->done += q->len;
+		if (r->more) { /* the next piece of a clone copied instead */
+			uint64_t n = r->more < x->chunk ? r->more : x->chunk;
+			r->more -= n;
+			r->rd.off += r->rd.len;
+			r->rd.len = n;
+			r->wr.off += r->wr.len;
+			r->wr.len = n;
+			ret = vxm_io_queue(x->io, &r->rd);
+			if (ret)
+				return vxm_fail(x->err, ret, VXM_OFF_NONE, "data I/O queue failed: %s",
+						vxm_strerror(ret));
+			continue;
+		}
 		r->busy = false;
 	}
 	return 0;
@@ -596,19 +620,46 @@ static int ex_clone(struct exec *x, int layer, uint64_t src_off, uint64_t dst, u
 	int ret = ex_slot(x, &r);
 	if (ret)
 		return ret;
+	r->more = 0;
 	r->rd = (struct vxm_req){ .op = VXM_IO_CLONE, .file = x->dslot_d, .off = dst, .len = len,
 				  .src_file = x->dslot[layer], .src_off = src_off, .owner = r };
 	r->wr = (struct vxm_req){ .op = VXM_IO_WRITE, .file = x->dslot_d, .off = dst, .len = len,
 				  .buf = r->buf, .owner = r };
-	if (len > x->chunk) {
-		/* a fallback copy needs the whole block in one buffer: split instead */
-		r->busy = false;
-		return ex_transfer(x, layer, src_off, dst, len);
-	}
 	ret = vxm_io_queue(x->io, &r->rd);
 	if (ret)
 		r->busy = false;
 	return ret == -EBUSY ? ex_transfer(x, layer, src_off, dst, len) : ret;
+}
+
+#define EX_CLONE_MAX (1ull << 30) /* bytes per coalesced clone request */
+#define EX_CLONE_MIN (64u << 10)  /* a shorter run inside a block is copied */
+
+/* Queues the pending clone. */
+static int ex_clone_flush(struct exec *x)
+{
+	uint64_t len = x->pc_len;
+	if (!len)
+		return 0;
+	x->pc_len = 0;
+	return ex_clone(x, x->pc_layer, x->pc_src, x->pc_dst, len);
+}
+
+/* Clones [src, src + len) of layer to dst: one request with the clones
+ * before it while they continue each other in both files (blocks allocated
+ * in plan order from a layer written in order: most of a merge). */
+static int ex_clone_add(struct exec *x, int layer, uint64_t src, uint64_t dst, uint64_t len)
+{
+	if (x->pc_len && x->pc_layer == layer && x->pc_src + x->pc_len == src &&
+	    x->pc_dst + x->pc_len == dst && x->pc_len + len <= EX_CLONE_MAX) {
+		x->pc_len += len;
+		return 0;
+	}
+	int ret = ex_clone_flush(x);
+	x->pc_layer = layer;
+	x->pc_src = src;
+	x->pc_dst = dst;
+	x->pc_len = len;
+	return ret;
 }
 
 /* Allocates the next len bytes (M3). */
@@ -661,7 +712,9 @@ static int ex_ensure_sb(struct exec *x, uint64_t chunk)
 
 static int ex_commit(struct exec *x, uint64_t cursor, const char *tag)
 {
-	int ret = ex_drain(x);
+	int ret = ex_clone_flush(x); /* M2: cloned before published */
+	if (!ret)
+		ret = ex_drain(x);
 	if (ret)
 		return ret;
 	if (x->w) {
@@ -830,8 +883,9 @@ static int ex_extent(void *vctx, const struct vxm_extent *e)
 		}
 		uint64_t dst = x->blk_off + in_blk;
 		if (e->kind == VXM_EXT_COPY) {
-			if (whole && x->clone_ok && x->layer_dev[e->layer] == x->d_dev && src % 4096 == 0)
-				ret = ex_clone(x, e->layer, src, dst, n);
+			if (x->clone_ok && x->layer_clone[e->layer] && (src | dst | n) % x->clone_blk == 0 &&
+			    (whole || n >= EX_CLONE_MIN))
+				ret = ex_clone_add(x, e->layer, src, dst, n);
 			else
 				ret = ex_transfer(x, e->layer, src, dst, n);
 		} else if (x->blk_off && !x->blk_fresh) {
@@ -853,7 +907,10 @@ static int ex_extent(void *vctx, const struct vxm_extent *e)
 	}
 	ex_progress(x, "copy", false);
 	/* the planner's metadata reads need an idle context when it is shared */
-	return x->dio_up ? 0 : ex_drain(x);
+	if (x->dio_up)
+		return 0;
+	ret = ex_clone_flush(x);
+	return ret ? ret : ex_drain(x);
 }
 
 static void ex_fini(struct exec *x)
@@ -929,6 +986,14 @@ static int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
 	x->dslot_d_open = true;
 	x->d_dev = stat(dest_path, &st) == 0 ? st.st_dev : (dev_t)-2;
 	x->clone_ok = !o->no_clone && !dest_raw;
+	/* reflinks where they work (asked once per layer, so a filesystem
+	 * without them never sees a clone request) */
+	for (int i = x->dest < 0 ? 0 : x->dest + 1; x->clone_ok && i <= x->top; i++)
+		x->layer_clone[i] = x->layer_dev[i] == x->d_dev &&
+				    vxm_io_clone_supported(x->io, x->dslot_d, x->dslot[i]) == 1;
+	x->clone_blk = vxm_io_fs_block(x->io, x->dslot_d);
+	if (x->clone_blk < 4096)
+		x->clone_blk = 4096;
 	x->blk = UINT64_MAX;
 	x->sb_chunk_done = UINT64_MAX;
 	return 0;
