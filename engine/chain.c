@@ -420,9 +420,7 @@ int vxm_chain_from_images(struct vxm_chain **out, struct vxm_image **imgs, unsig
 	}
 	for (unsigned i = 0; i < n; i++) {
 		if (i && imgs[i]->m.logical_sector_size != imgs[0]->m.logical_sector_size) {
-			c->n = 0;
-			free(c->layer);
-			free(c);
+			vxm_chain_release(c); /* the layers pushed so far, names too */
 			return vxm_fail(err, -VXM_ECHAIN, VXM_OFF_NONE,
 					"chain: layer %u has logical sector size %u, layer 0 %u", i,
 					imgs[i]->m.logical_sector_size, imgs[0]->m.logical_sector_size);
