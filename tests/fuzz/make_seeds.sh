@@ -22,7 +22,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 rm -rf "$out"
-mkdir -p "$out"/open "$out"/log "$out"/meta
+mkdir -p "$out"/open "$out"/log "$out"/meta "$out"/chain
 
 nfx=0
 if [ -d "$fx" ]; then
@@ -50,7 +50,7 @@ if [ -n "$malformed" ] && [ -x "$malformed" ]; then
   done
 fi
 
-for t in open log meta; do
+for t in open log meta chain; do
   for f in "$here/regressions/$t"/*; do
     [ -f "$f" ] && cp "$f" "$out/$t/regression-$(basename "$f")"
   done
