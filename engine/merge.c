@@ -435,6 +435,11 @@ struct exec {
 	int dslot[VXM_CHAIN_MAX_DEPTH];
 	int dslot_d;
 	bool dslot_open[VXM_CHAIN_MAX_DEPTH], dslot_d_open;
+	/* a private context moves data with O_DIRECT (dslot, dslot_d) and
+	 * sends what O_DIRECT cannot take to a buffered twin of the same file
+	 * (bslot, bslot_d; the same slots otherwise) */
+	int bslot[VXM_CHAIN_MAX_DEPTH], bslot_d;
+	uint32_t ralign[VXM_CHAIN_MAX_DEPTH]; /* O_DIRECT read alignment of each layer */
 	struct dreq *q;
 	unsigned qd;
 	uint32_t chunk;
@@ -454,6 +459,42 @@ struct exec {
 	const char *jpath;
 };
 
+/* Writes to D go direct only when 4 KiB aligned (offset and length; the
+ * buffers are): then no page is ever shared by a direct and a buffered
+ * write.  Reads go direct at the source's own O_DIRECT alignment. */
+#define EX_DIO_ALIGN 4096u
+
+static int ex_file(int dslot, int bslot, uint64_t off, uint64_t len, uint32_t align)
+{
+	return (off | len) % align ? bslot : dslot;
+}
+
+/* The file offset alignment O_DIRECT needs on path (statx), else 4 KiB. */
+static uint32_t ex_dio_align(const char *path)
+{
+#ifdef STATX_DIOALIGN
+	struct statx sx;
+	if (!statx(AT_FDCWD, path, 0, STATX_DIOALIGN, &sx) && (sx.stx_mask & STATX_DIOALIGN) &&
+	    sx.stx_dio_offset_align && sx.stx_dio_offset_align <= EX_DIO_ALIGN &&
+	    sx.stx_dio_mem_align <= EX_DIO_ALIGN)
+		return sx.stx_dio_offset_align;
+#else
+	(void)path;
+#endif
+	return EX_DIO_ALIGN;
+}
+
+/* The buffered twin of a direct slot, or -1. */
+static int ex_twin(const struct exec *x, int slot)
+{
+	if (slot == x->dslot_d)
+		return x->bslot_d != slot ? x->bslot_d : -1;
+	for (int i = 0; i <= x->top; i++)
+		if (x->dslot_open[i] && x->dslot[i] == slot)
+			return x->bslot[i] != slot ? x->bslot[i] : -1;
+	return -1;
+}
+
 static int ex_reap(struct exec *x, unsigned min)
 {
 	struct vxm_req *done[64];
@@ -468,6 +509,20 @@ static int ex_reap(struct exec *x, unsigned min)
 	for (int i = 0; i < n; i++) {
 		struct dreq *r = done[i]->owner;
 		struct vxm_req *q = done[i];
+		int twin;
+		if (q->res == -EINVAL && (q->op == VXM_IO_READ || q->op == VXM_IO_WRITE) &&
+		    (twin = ex_twin(x, q->file)) >= 0) {
+			/* O_DIRECT refused a request: buffered from now on */
+			for (int k = 0; k <= x->top; k++)
+				x->dslot[k] = x->bslot[k];
+			x->dslot_d = x->bslot_d;
+			q->file = twin;
+			ret = vxm_io_queue(x->io, q);
+			if (ret)
+				return vxm_fail(x->err, ret, VXM_OFF_NONE, "data I/O queue failed: %s",
+						vxm_strerror(ret));
+			continue;
+		}
 		if (q == &r->rd && q->op == VXM_IO_CLONE) {
 			if (q->res < 0) {
 				/* no reflinks here: copy this block and every later one */
@@ -581,8 +636,10 @@ static int ex_transfer(struct exec *x, int layer, uint64_t src_off, uint64_t dst
 		int ret = ex_slot(x, &r);
 		if (ret)
 			return ret;
-		r->wr = (struct vxm_req){ .op = VXM_IO_WRITE, .file = x->dslot_d, .off = dst, .len = n,
-					  .buf = layer < 0 ? x->zero : r->buf, .owner = r };
+		r->wr = (struct vxm_req){ .op = VXM_IO_WRITE,
+					  .file = ex_file(x->dslot_d, x->bslot_d, dst, n, EX_DIO_ALIGN),
+					  .off = dst, .len = n, .buf = layer < 0 ? x->zero : r->buf,
+					  .owner = r };
 		if (layer < 0) {
 			ret = vxm_io_queue(x->io, &r->wr);
 		} else if (src->nov) {
@@ -594,8 +651,10 @@ static int ex_transfer(struct exec *x, int layer, uint64_t src_off, uint64_t dst
 			if (!ret)
 				ret = vxm_io_queue(x->io, &r->wr);
 		} else {
-			r->rd = (struct vxm_req){ .op = VXM_IO_READ, .file = x->dslot[layer], .off = src_off,
-						  .len = n, .buf = r->buf, .owner = r };
+			r->rd = (struct vxm_req){ .op = VXM_IO_READ,
+						  .file = ex_file(x->dslot[layer], x->bslot[layer], src_off,
+								  n, x->ralign[layer]),
+						  .off = src_off, .len = n, .buf = r->buf, .owner = r };
 			ret = vxm_io_queue(x->io, &r->rd);
 		}
 		if (ret == -EBUSY) {
@@ -958,6 +1017,9 @@ static int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
 		x->dio_up = true;
 		x->io = &x->dio;
 	}
+	/* A private context: O_DIRECT (no page-cache copies, no write-back
+	 * burst at each commit's data-sync) and fixed buffers. */
+	unsigned dflag = x->dio_up ? VXM_O_DIRECT : 0;
 	x->qd = p.queue_depth;
 	x->chunk = o->chunk_size ? o->chunk_size : (uint32_t)VXM_MiB;
 	x->q = calloc(x->qd, sizeof(*x->q));
@@ -970,20 +1032,44 @@ static int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
 		if (!x->q[i].buf)
 			return vxm_fail(x->err, -ENOMEM, VXM_OFF_NONE, "out of memory");
 	}
+	if (x->dio_up) { /* fixed buffers (io_uring READ/WRITE_FIXED): best effort */
+		void **bufs = calloc(x->qd + 1, sizeof(*bufs));
+		size_t *lens = calloc(x->qd + 1, sizeof(*lens));
+		if (bufs && lens) {
+			for (unsigned i = 0; i < x->qd; i++) {
+				bufs[i] = x->q[i].buf;
+				lens[i] = x->chunk;
+			}
+			bufs[x->qd] = x->zero;
+			lens[x->qd] = x->chunk;
+			(void)vxm_io_register_bufs(x->io, bufs, lens, x->qd + 1);
+		}
+		free(bufs);
+		free(lens);
+	}
 	for (int i = x->dest < 0 ? 0 : x->dest + 1; i <= x->top; i++) {
 		const char *p2 = x->c->layer[i].img->path;
-		x->dslot[i] = vxm_io_open(x->io, p2, VXM_O_RDONLY);
+		x->dslot[i] = vxm_io_open(x->io, p2, VXM_O_RDONLY | dflag);
 		if (x->dslot[i] < 0)
 			return vxm_fail(x->err, x->dslot[i], VXM_OFF_NONE, "%s: cannot open: %s", p2,
 					vxm_strerror(x->dslot[i]));
 		x->dslot_open[i] = true;
+		x->bslot[i] = dflag ? vxm_io_open(x->io, p2, VXM_O_RDONLY) : x->dslot[i];
+		if (x->bslot[i] < 0)
+			return vxm_fail(x->err, x->bslot[i], VXM_OFF_NONE, "%s: cannot open: %s", p2,
+					vxm_strerror(x->bslot[i]));
 		x->layer_dev[i] = stat(p2, &st) == 0 ? st.st_dev : (dev_t)-1;
+		x->ralign[i] = ex_dio_align(p2);
 	}
-	x->dslot_d = vxm_io_open(x->io, dest_path, VXM_O_RDWR);
+	x->dslot_d = vxm_io_open(x->io, dest_path, VXM_O_RDWR | dflag);
 	if (x->dslot_d < 0)
 		return vxm_fail(x->err, x->dslot_d, VXM_OFF_NONE, "%s: cannot open: %s", dest_path,
 				vxm_strerror(x->dslot_d));
 	x->dslot_d_open = true;
+	x->bslot_d = dflag ? vxm_io_open(x->io, dest_path, VXM_O_RDWR) : x->dslot_d;
+	if (x->bslot_d < 0)
+		return vxm_fail(x->err, x->bslot_d, VXM_OFF_NONE, "%s: cannot open: %s", dest_path,
+				vxm_strerror(x->bslot_d));
 	x->d_dev = stat(dest_path, &st) == 0 ? st.st_dev : (dev_t)-2;
 	x->clone_ok = !o->no_clone && !dest_raw;
 	/* reflinks where they work (asked once per layer, so a filesystem
