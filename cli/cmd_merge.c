@@ -155,8 +155,8 @@ void help_merge(FILE *out)
 	fprintf(out,
 		"Usage: vhdxmerge merge TOP [--into ANCESTOR] [--rebase CHILD]... [--search-dir DIR]...\n"
 		"                       [--keep-merged] [--force] [--dry-run] [--progress auto|bar|json|none]\n"
-		"                       [--json] [--seed N] [--queue-depth N] [--io auto|uring|psync]\n"
-		"                       [--no-clone]\n"
+		"                       [--json] [--seed N] [--queue-depth N] [--chunk-size S]\n"
+		"                       [--io auto|uring|psync] [--no-clone]\n"
 		"       vhdxmerge merge --status DEST [--json]\n"
 		"\n"
 		"Merges TOP and every layer between it and ANCESTOR (default: the base) into\n"
@@ -175,7 +175,13 @@ void help_merge(FILE *out)
 		"                   stdout), none\n"
 		"  --json           the final summary as JSON\n"
 		"  --dry-run        preflight only; nothing is written\n"
-		"  --seed N         GUID seed (recorded in the journal; for reproducible runs)\n");
+		"  --seed N         GUID seed (recorded in the journal; for reproducible runs)\n"
+		"  --queue-depth N  data requests in flight (default 32)\n"
+		"  --chunk-size S   bytes per data request (default 1M; a multiple of 4K, at most 64M)\n"
+		"  --io BACKEND     uring, psync (a pool of pread/pwrite threads), or auto (uring\n"
+		"                   where the kernel allows it); data moves with O_DIRECT where the\n"
+		"                   filesystem takes it\n"
+		"  --no-clone       copy data even where the filesystem could reflink it\n");
 }
 
 void help_convert(FILE *out)
@@ -183,6 +189,7 @@ void help_convert(FILE *out)
 	fprintf(out,
 		"Usage: vhdxmerge convert TOP OUT [--fixed] [--block-size B] [--format vhdx|raw]\n"
 		"                         [--search-dir DIR]... [--progress MODE] [--json] [--dry-run]\n"
+		"                         [--queue-depth N] [--chunk-size S] [--io BACKEND] [--no-clone]\n"
 		"\n"
 		"Writes what the chain ending in TOP shows into a new standalone file OUT; the\n"
 		"chain is not touched. OUT appears only when complete (written as\n"
@@ -191,7 +198,8 @@ void help_convert(FILE *out)
 		"\n"
 		"  --fixed          a fully allocated VHDX\n"
 		"  --block-size B   block size of the new VHDX (default: TOP's)\n"
-		"  --format raw     a sparse raw image instead of VHDX\n");
+		"  --format raw     a sparse raw image instead of VHDX\n"
+		"  --queue-depth N, --chunk-size S, --io BACKEND, --no-clone: as for merge\n");
 }
 
 static int run(int argc, char **argv, bool convert)
@@ -207,6 +215,7 @@ static int run(int argc, char **argv, bool convert)
 		{ "json", no_argument, NULL, 'j' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "queue-depth", required_argument, NULL, 'q' },
+		{ "chunk-size", required_argument, NULL, 'c' },
 		{ "io", required_argument, NULL, 'I' },
 		{ "no-clone", no_argument, NULL, 'C' },
 		{ "status", required_argument, NULL, 'T' },
@@ -242,7 +251,17 @@ static int run(int argc, char **argv, bool convert)
 		case 'p': mode = optarg; break;
 		case 'j': json = true; break;
 		case 'S': o.seed = strtoull(optarg, NULL, 0); break;
-		case 'q': o.queue_depth = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'q':
+			if (cli_parse_size(optarg, &v) || v < 1 || v > 4096)
+				return cli_usage(cmd, "bad --queue-depth '%s' (1 to 4096)", optarg);
+			o.queue_depth = (unsigned)v;
+			break;
+		case 'c':
+			if (cli_parse_size(optarg, &v) || !v || v % 4096 || v > 64 * VXM_MiB)
+				return cli_usage(cmd, "bad --chunk-size '%s' (a multiple of 4K, at most 64M)",
+						 optarg);
+			o.chunk_size = (uint32_t)v;
+			break;
 		case 'I': o.backend = optarg; break;
 		case 'C': o.no_clone = true; break;
 		case 'T': status_of = optarg; break;
