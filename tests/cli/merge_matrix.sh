@@ -98,7 +98,8 @@ run_shapes() {
   if "$bin" merge "$d/bad/$top" --chunk-size 6000 --progress none >/dev/null 2>"$d.err"; then
     bad "$name: --chunk-size 6000 accepted"
   else
-    [ $? = 2 ] && [ "$(cd "$d/bad" && sha256sum * | sha256sum)" = "$before" ] &&
+    [ $? = 2 ] && grep -q "bad --chunk-size" "$d.err" &&
+      [ "$(cd "$d/bad" && sha256sum * | sha256sum)" = "$before" ] &&
       ok "$name: --chunk-size 6000 refused (exit 2: $(head -1 "$d.err")), nothing written" ||
       bad "$name: bad --chunk-size: $(cat "$d.err")"
   fi
