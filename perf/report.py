@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""perf/report.py: the table, the target verdicts and the plot of a perf/run.sh run.
+
+usage: report.py OUT_DIR            reads OUT/runs.csv and OUT/meta.json, writes
+                                    OUT/results.json, OUT/table.md, OUT/throughput.png
+       report.py --plot RESULTS PNG (run by the above under a python3 that has
+                                    matplotlib; installs python3-matplotlib with
+                                    apt-get when none has it and we are root)
+
+Every figure is the median of the runs of one operation.  MB/s is 10^6 bytes
+per second of the operation's own bytes (the unique data it has to deliver);
+"x raw" divides that rate by the best median rate of the direct-I/O copies
+(fio, dd) of the same bytes; "vs qemu" is the median time of the qemu-img peer
+(commit -t none for merges, convert -t none for convert) divided by this one's.
+"""
+import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+GB = 1e9
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def load_runs(out):
+    ops = {}
+    with open(os.path.join(out, "runs.csv")) as f:
+        for r in csv.DictReader(f):
+            o = ops.setdefault(r["op"], {"section": r["section"], "op": r["op"], "label": r["label"],
+                                         "runs": []})
+            o["runs"].append({k: float(r[k]) for k in ("bytes", "moved", "seconds", "copy_s", "user_s",
+                                                     "sys_s", "rss_kb", "load1")})
+    res = {}
+    for name, o in ops.items():
+        rs = o["runs"]
+        s = med([r["seconds"] for r in rs])
+        b = med([r["bytes"] for r in rs])
+        cpu = med([r["user_s"] + r["sys_s"] for r in rs])
+        c = med([r["copy_s"] for r in rs])
+        res[name] = {
+            "section": o["section"], "label": o["label"], "n": len(rs),
+            "bytes": b, "moved": med([r["moved"] for r in rs]), "seconds": s,
+            "seconds_min": min(r["seconds"] for r in rs), "seconds_max": max(r["seconds"] for r in rs),
+            "copy_s": c, "mbps": b / s / 1e6 if s else None,
+            "copy_mbps": b / c / 1e6 if c else None,
+            "cpu_s": cpu, "cpu_per_gb": cpu / (b / GB) if b else None,
+            "rss_mib": max(r["rss_kb"] for r in rs) / 1024,
+            "load1": med([r["load1"] for r in rs]),
+        }
+    return res
+
+
+def fmt(x, spec, dash="-"):
+    return dash if x is None else format(x, spec)
+
+
+def build(out):
+    meta = json.load(open(os.path.join(out, "meta.json")))
+    res = load_runs(out)
+    raw = [v for v in res.values() if v["section"] == "raw"]
+    raw_best = max((v["mbps"] for v in raw), default=None)
+    q_commit = res.get("qemu_commit_none")
+    q_convert = res.get("qemu_convert_none")
+    for k, v in res.items():
+        v["x_raw"] = v["mbps"] / raw_best if raw_best and v["mbps"] else None
+        peer = q_convert if k.startswith(("convert", "qemu_convert")) else q_commit
+        v["vs_qemu"] = peer["seconds"] / v["seconds"] if peer and v["seconds"] else None
+
+    t = {}  # targets: (reached, measured text)
+    mb = res.get("merge_base")
+    mk = res.get("merge_base_keep")
+    if mb and raw_best:
+        t["merge >= 0.9x the best direct-I/O copy rate"] = (
+            mb["x_raw"] >= 0.9,
+            f"{mb['x_raw']:.2f}x ({mb['mbps']:.0f} of {raw_best:.0f} MB/s); "
+            f"--keep-merged {fmt(mk and mk['x_raw'], '.2f')}x; copy phase alone "
+            f"{fmt(mb['copy_mbps'] and mb['copy_mbps'] / raw_best, '.2f')}x")
+    if mb and q_commit:
+        t["merge >= 1.15x faster than qemu-img commit -t none"] = (
+            mb["vs_qemu"] >= 1.15, f"{mb['vs_qemu']:.2f}x ({q_commit['seconds']:.2f} s vs {mb['seconds']:.2f} s)")
+    lq, lv = res.get("levels_qemu"), res.get("levels_vxm")
+    if mb and (lq or lv):
+        parts = []
+        for name, l in (("qemu-img commit", lq), ("vhdxmerge", lv)):
+            if l:
+                parts.append(f"{l['seconds'] / mb['seconds']:.1f}x over {name} level by level "
+                             f"({l['seconds']:.1f} s, {l['moved'] / GB:.1f} GB written)")
+        r = (lq or lv)["seconds"] / mb["seconds"]
+        t["merge >= 10x faster than level by level"] = (
+            r >= 10, "; ".join(parts) + f"; merge {mb['seconds']:.2f} s")
+    lay = sorted((int(k.split("_")[1]), v) for k, v in res.items() if k.startswith("layers_"))
+    if len(lay) >= 2:
+        (n0, a), (n1, b) = lay[0], lay[-1]
+        r = (b["seconds"] / b["bytes"]) / (a["seconds"] / a["bytes"])
+        t[f"{n1} layers within 1.2x of {n0} layers (time per unique byte)"] = (
+            r <= 1.2, f"{r:.2f}x ({b['seconds']:.2f} s for {b['bytes'] / GB:.2f} GB vs "
+                      f"{a['seconds']:.2f} s for {a['bytes'] / GB:.2f} GB)")
+    if mb and q_commit:
+        t["CPU per GB <= qemu-img commit -t none"] = (
+            mb["cpu_per_gb"] <= q_commit["cpu_per_gb"],
+            f"{mb['cpu_per_gb']:.2f} vs {q_commit['cpu_per_gb']:.2f} CPU-s/GB")
+    rf = [v for k, v in res.items() if k.startswith("reflink_")]
+    if rf:
+        big = max(rf, key=lambda v: v["bytes"])
+        t[f"reflink merge of {big['bytes'] / 2**30:.1f} GiB unique < 2 s"] = (
+            big["seconds"] < 2 and big["bytes"] >= 7.5 * 2**30,
+            f"{big['seconds']:.2f} s (copy phase {fmt(big['copy_s'], '.2f')} s)")
+    rm = res.get("rss_merge")
+    if rm:
+        t["peak RSS < 128 MiB (big virtual disk, many layers)"] = (
+            rm["rss_mib"] < 128, f"{rm['rss_mib']:.0f} MiB ({rm['label']})")
+
+    results = {"meta": meta, "raw_best_mbps": raw_best, "ops": res,
+               "targets": {k: {"reached": bool(v[0]), "measured": v[1]} for k, v in t.items()}}
+    json.dump(results, open(os.path.join(out, "results.json"), "w"), indent=1)
+
+    L = []
+    m = meta
+    L.append(f"Machine: {m['cpu']}, {m['cpus']} vCPU, {m['mem_bytes'] / 2**30:.0f} GiB RAM, "
+             f"kernel {m['kernel']}, disk {m['disk']} ({'SSD/virtual' if m.get('rotational') == '0' else 'rotational'}, "
+             f"{m['scheduler']}), {m['fs']}; {m['fio']}, {m['qemu_img']}; vhdxmerge {m['git']}.")
+    p = m["params"]
+    L.append(f"Chain: {p['size']} virtual, {p['layers']} layers, {p['block_size']} blocks, "
+             f"partial {p['partial']}, zero {p['zero']}, seed {p['seed']}; "
+             f"caches {'dropped before every run' if m['caches_dropped'] else 'NOT dropped (not root)'}; "
+             f"medians of {m['runs']} runs ({m['level_runs']} for level by level); "
+             f"load average {' '.join(m['load_start'])} at the start, {' '.join(m.get('load_end', ['?']))} at the end "
+             f"(other jobs share the machine: timings are noisy).")
+    L.append("")
+    L.append("| operation | GB | median s (min-max) | MB/s | x raw copy | vs qemu peer | CPU s/GB | peak RSS MiB | load |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    order = ["raw", "vxm", "qemu", "levels", "layers", "sizes", "reflink", "rss"]
+    for sec in order:
+        for k, v in sorted(((k, v) for k, v in res.items() if v["section"] == sec),
+                           key=lambda kv: (kv[1]["bytes"] if sec in ("sizes", "reflink") else 0)):
+            extra = ""
+            if sec == "levels":
+                extra = f" ({v['moved'] / GB:.1f} GB written)"
+            if sec == "vxm" and v["copy_s"]:
+                extra = f" (copy phase {v['copy_s']:.2f} s)"
+            L.append(f"| {v['label']}{extra} | {v['bytes'] / GB:.2f} | {v['seconds']:.2f} "
+                     f"({v['seconds_min']:.2f}-{v['seconds_max']:.2f}) | {fmt(v['mbps'], '.0f')} | "
+                     f"{fmt(v['x_raw'], '.2f')} | {fmt(v['vs_qemu'], '.2f')} | {fmt(v['cpu_per_gb'], '.2f')} | "
+                     f"{v['rss_mib']:.0f} | {fmt(v['load1'], '.1f')} |")
+    L.append("")
+    L.append("| target | reached | measured |")
+    L.append("|---|---|---|")
+    for k, v in t.items():
+        L.append(f"| {k} | {'yes' if v[0] else '**no**'} | {v[1]} |")
+    open(os.path.join(out, "table.md"), "w").write("\n".join(L) + "\n")
+    print("\n".join(L))
+    plot(out)
+
+
+def plot_python():
+    for py in (sys.executable, "/usr/bin/python3", shutil.which("python3")):
+        if py and subprocess.run([py, "-c", "import matplotlib"], capture_output=True).returncode == 0:
+            return py
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("report: installing python3-matplotlib for the plot", file=sys.stderr)
+        subprocess.run(["apt-get", "install", "-y", "-q", "python3-matplotlib"], stdout=subprocess.DEVNULL)
+        if subprocess.run(["/usr/bin/python3", "-c", "import matplotlib"], capture_output=True).returncode == 0:
+            return "/usr/bin/python3"
+    return None
+
+
+def plot(out):
+    py = plot_python()
+    if not py:
+        print("report: no matplotlib, no plot", file=sys.stderr)
+        return
+    subprocess.run([py, os.path.abspath(__file__), "--plot", os.path.join(out, "results.json"),
+                    os.path.join(out, "throughput.png")], check=True)
+
+
+def draw(results_path, png):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = json.load(open(results_path))
+    ops = r["ops"]
+    raw = r["raw_best_mbps"]
+    qc = ops.get("qemu_commit_none")
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.6))
+
+    lay = sorted((int(k.split("_")[1]), v) for k, v in ops.items() if k.startswith("layers_"))
+    a = ax[0]
+    if lay:
+        a.plot([n for n, _ in lay], [v["mbps"] for _, v in lay], "o-", label="vhdxmerge merge (whole run)")
+        a.plot([n for n, _ in lay], [v["copy_mbps"] for _, v in lay], "s--", label="vhdxmerge copy phase")
+    if raw:
+        a.axhline(raw, color="k", ls=":", label="direct-I/O copy limit")
+    if qc:
+        a.axhline(qc["mbps"], color="tab:red", ls="-.", label="qemu-img commit -t none (main chain)")
+    a.set_xlabel("files in the chain")
+    a.set_ylabel("MB/s of unique data")
+    a.set_title("throughput vs chain length (equal unique bytes)")
+    a.set_ylim(bottom=0)
+    a.legend(fontsize=8)
+
+    a = ax[1]
+    for pre, lab, mk in (("size_", "copy path (ext4)", "o-"), ("reflink_", "reflink path (XFS)", "s-")):
+        pts = sorted((v["bytes"] / 2**30, v) for k, v in ops.items() if k.startswith(pre))
+        if pts:
+            a.plot([x for x, _ in pts], [v["mbps"] for _, v in pts], mk, label=lab)
+    mb = ops.get("merge_base")
+    if mb:
+        a.plot([mb["bytes"] / 2**30], [mb["mbps"]], "D", label="main chain")
+    if raw:
+        a.axhline(raw, color="k", ls=":", label="direct-I/O copy limit")
+    a.set_yscale("log")
+    a.set_xlabel("unique GiB above the base")
+    a.set_ylabel("MB/s of unique data")
+    a.set_title("throughput vs data size")
+    a.legend(fontsize=8)
+
+    a = ax[2]
+    for pre, lab, mk in (("size_", "copy path (ext4)", "o-"), ("reflink_", "reflink path (XFS)", "s-")):
+        pts = sorted((v["bytes"] / 2**30, v) for k, v in ops.items() if k.startswith(pre))
+        if pts:
+            a.plot([x for x, _ in pts], [v["seconds"] for _, v in pts], mk, label=lab)
+    a.axhline(2, color="tab:green", ls=":", label="2 s (reflink target at 8 GiB)")
+    a.set_xlabel("unique GiB above the base")
+    a.set_ylabel("merge seconds (median)")
+    a.set_title("merge time vs data size")
+    a.set_ylim(bottom=0)
+    a.legend(fontsize=8)
+
+    m = r["meta"]
+    fig.suptitle(f"vhdxmerge, {m['cpus']} vCPU {m['cpu']}, {m['disk']} {m['fs']}, "
+                 f"load {' '.join(m['load_start'])}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--plot":
+        draw(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 2:
+        build(sys.argv[1])
+    else:
+        sys.exit(__doc__)
