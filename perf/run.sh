@@ -429,7 +429,7 @@ fi
 if want sizes; then
 	echo "perf: merge time against unique bytes (copy path)"
 	for u in $scale_sizes; do
-		v=$(( $(bytes "$u") * 8 / 3 ))
+		v=$(( $(bytes "$u") * 8 / 3 / 2097152 * 2097152 ))
 		[ $v -ge $(bytes "$size") ] || v=$(bytes "$size")
 		c=$work/chain-s$u
 		synth_chain "$c" "$layers" "$u" "$v" "$partial"
@@ -473,7 +473,7 @@ if want rss; then
 	echo "perf: peak RSS, $rss_size virtual, $rss_layers layers"
 	c=$work/chain-rss w=$work/w
 	"$vxm" synth "$c" --seed "$seed" --size "$rss_size" --layers "$rss_layers" --block-size "$bs" \
-		--fill 0.00002 --partial 0.5 --zero 0.00001 --json >/dev/null
+		--fill 0.00002 --partial 0.5 --zero 0.00001 --no-digest --json >/dev/null
 	timed "$vxm" plan "$(top_of "$c")" --json
 	row rss rss_plan "vhdxmerge plan, $rss_size virtual, $rss_layers layers" 1 \
 		"$(jq .copy_bytes "$work/out.txt")" 0 "$T_WALL" "$T_WALL"
