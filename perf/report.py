@@ -123,7 +123,7 @@ def build(out):
     L = []
     m = meta
     L.append(f"Machine: {m['cpu']}, {m['cpus']} vCPU, {m['mem_bytes'] / 2**30:.0f} GiB RAM, "
-             f"kernel {m['kernel']}, disk {m['disk']} ({'SSD/virtual' if m.get('rotational') == '0' else 'rotational'}, "
+             f"kernel {m['kernel']}, disk {m['disk']} ({'non-rotational' if m.get('rotational') == '0' else 'reports rotational'}, "
              f"{m['scheduler']}), {m['fs']}; {m['fio']}, {m['qemu_img']}; vhdxmerge {m['git']}.")
     p = m["params"]
     L.append(f"Chain: {p['size']} virtual, {p['layers']} layers, {p['block_size']} blocks, "
