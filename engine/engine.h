@@ -329,8 +329,6 @@ struct vxm_journal {
 	uint64_t alloc_base;      /* first byte the merge allocates in D */
 	uint64_t cursor;          /* virtual bytes [0, cursor) are durable in D */
 	uint64_t alloc_next;      /* allocation point at the cursor */
-	uint64_t alloc_cap;       /* end of the allocations the plan counted
-				   * (0: unknown; the file then grows per block) */
 	int keep_merged;
 	unsigned nlayers;         /* merged layers, base side first */
 	struct vxm_guid layer_dwg[VXM_JOURNAL_MAX];

@@ -129,8 +129,6 @@ int vxm_journal_save(const struct vxm_journal *j, const char *path, struct vxm_e
 	fprintf(f, "alloc_base %" PRIu64 "\n", j->alloc_base);
 	fprintf(f, "cursor %" PRIu64 "\n", j->cursor);
 	fprintf(f, "alloc_next %" PRIu64 "\n", j->alloc_next);
-	if (j->alloc_cap)
-		fprintf(f, "alloc_cap %" PRIu64 "\n", j->alloc_cap);
 	fprintf(f, "keep_merged %d\n", j->keep_merged);
 	for (unsigned i = 0; i < j->nlayers; i++)
 		fprintf(f, "layer %s %" PRIu64 " %s\n", vxm_guid_fmt(&j->layer_dwg[i], g1),
@@ -229,8 +227,6 @@ int vxm_journal_load(struct vxm_journal *j, const char *path, struct vxm_err *er
 			j->cursor = strtoull(val, NULL, 10);
 		} else if (!strcmp(line, "alloc_next")) {
 			j->alloc_next = strtoull(val, NULL, 10);
-		} else if (!strcmp(line, "alloc_cap")) {
-			j->alloc_cap = strtoull(val, NULL, 10);
 		} else if (!strcmp(line, "keep_merged")) {
 			j->keep_merged = atoi(val);
 		} else if (!strcmp(line, "layer") || !strcmp(line, "child")) {

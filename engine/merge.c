@@ -418,7 +418,6 @@ struct exec {
 	uint64_t total;           /* destination sectors */
 	/* M3 */
 	uint64_t alloc_base, alloc_next, cursor;
-	uint64_t alloc_cap; /* the journal's: grow D up to here in steps */
 	uint64_t sb_chunk_done;
 	/* the destination block being filled */
 	uint64_t blk;             /* UINT64_MAX: none */
@@ -723,22 +722,10 @@ static int ex_clone_add(struct exec *x, int layer, uint64_t src, uint64_t dst, u
 }
 
 /* Allocates the next len bytes (M3). */
-/* Growing a file waits for the direct I/O in flight on it (ext4's
- * inode_dio_wait): one extension per block drained the pipeline per block.
- * D grows in steps of up to EX_GROW_STEP instead, never past the end of
- * the allocations the plan counted (recorded in the journal), so a resumed
- * run grows it at the same points and the file ends at the same size. */
-#define EX_GROW_STEP (256ull * VXM_MiB)
-
 static int ex_alloc(struct exec *x, uint64_t len, uint64_t *off)
 {
-	uint64_t ahead = len;
-	if (x->alloc_next + len > x->d->file_size && x->alloc_cap > x->alloc_next + len) {
-		uint64_t room = x->alloc_cap - x->alloc_next;
-		ahead = room < EX_GROW_STEP ? room : EX_GROW_STEP;
-	}
 	*off = x->alloc_next;
-	int ret = vxm_writer_reserve(x->w, x->alloc_next, ahead, x->err);
+	int ret = vxm_writer_reserve(x->w, x->alloc_next, len, x->err);
 	if (ret)
 		return ret;
 	x->alloc_next += len;
@@ -1347,7 +1334,7 @@ static int phase_copy(const struct vxm_merge_opts *o, struct vxm_chain *c, struc
 	struct exec x = { .o = o, .err = err, .c = c, .top = (int)c->n - 1, .dest = j->dest_index,
 			  .lss = c->lss, .j = j, .jpath = jpath, .alloc_base = j->alloc_base,
 			  .alloc_next = j->alloc_next ? j->alloc_next : j->alloc_base,
-			  .alloc_cap = j->alloc_cap, .cursor = j->cursor };
+			  .cursor = j->cursor };
 	struct vxm_image *top = c->layer[c->n - 1].img;
 	int ret = vxm_image_open(&x.d, c->io, j->dest, VXM_IMAGE_RDWR, err);
 	if (ret)
@@ -1848,8 +1835,6 @@ int vxm_merge_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r, st
 			if (ret)
 				goto done;
 			j.alloc_next = j.alloc_base;
-			j.alloc_cap = j.alloc_base + r->plan.dest_new_blocks * d->g.block_size +
-				      r->plan.dest_new_bitmaps * VXM_SB_BLOCK_SIZE;
 			for (int i = dest + 1; i <= top; i++) {
 				unsigned k = j.nlayers++;
 				j.layer_dwg[k] = c->layer[i].img->hdr.data_write;
