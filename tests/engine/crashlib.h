@@ -706,18 +706,6 @@ static inline void cl_scen_free(struct cl_scen *s)
 
 /* ---- small things ---------------------------------------------------------------- */
 
-static inline uint64_t cl_mix(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-static inline uint64_t cl_rnd(uint64_t *s)
-{
-	return cl_mix(*s += 0x9E3779B97F4A7C15ull);
-}
-
 /* A scratch root on tmpfs when there is one (thousands of fsyncs), else
  * under the test tmp dir. */
 static inline char *cl_scratch(const char *tag)

@@ -485,7 +485,7 @@ static void apply_rec(struct cl_blob *b, const struct rrec *x, uint64_t keep, bo
 		uint8_t *g = malloc(x->len - keep);
 		CL_ASSERT(g);
 		for (uint64_t i = 0; i < x->len - keep; i++)
-			g[i] = (uint8_t)cl_rnd(rng);
+			g[i] = (uint8_t)tl_rnd(rng);
 		cl_blob_write(b, x->off + keep, g, x->len - keep);
 		free(g);
 	}
@@ -500,7 +500,7 @@ static void build_state(const struct recording *R, const struct cpoint *p, enum 
 	size_t np = pending_at(R, p->r, pend);
 	size_t *pick = malloc((np + 1) * sizeof(size_t));
 	size_t nk = 0;
-	uint64_t rng = cl_mix(seed + 1);
+	uint64_t rng = tl_mix(seed + 1);
 
 	CL_ASSERT(pend && pick);
 	cl_tree_reset(&st->t); /* its buffers are reused */
@@ -509,13 +509,13 @@ static void build_state(const struct recording *R, const struct cpoint *p, enum 
 	st->torn.id = -1;
 	st->dest_id = -1;
 	for (size_t i = 0; i < np; i++) {
-		bool take = v == V_ALL || (v != V_DURABLE && cl_rnd(&rng) % 2);
+		bool take = v == V_ALL || (v != V_DURABLE && tl_rnd(&rng) % 2);
 		if (take)
 			pick[nk++] = pend[i];
 	}
-	if (v == V_SHUFFLED || ((v == V_TORN_CUT || v == V_TORN_JUNK) && cl_rnd(&rng) % 2))
+	if (v == V_SHUFFLED || ((v == V_TORN_CUT || v == V_TORN_JUNK) && tl_rnd(&rng) % 2))
 		for (size_t i = nk; i > 1; i--) {
-			size_t k = cl_rnd(&rng) % i, t = pick[i - 1];
+			size_t k = tl_rnd(&rng) % i, t = pick[i - 1];
 			pick[i - 1] = pick[k];
 			pick[k] = t;
 		}
@@ -538,7 +538,7 @@ static void build_state(const struct recording *R, const struct cpoint *p, enum 
 		}
 		if (tw >= 0) {
 			const struct rrec *x = &R->r[pick[tw]];
-			keep = (cl_rnd(&rng) % (x->len / 512)) * 512;
+			keep = (tl_rnd(&rng) % (x->len / 512)) * 512;
 			st->torn = (struct torn){ .id = x->id, .off = x->off + keep, .len = x->len - keep,
 						  .junk = v == V_TORN_JUNK };
 			if (getenv("VXM_CRASH_ONLY"))
@@ -979,9 +979,9 @@ static void run_states(struct wctx *w, const struct recording *R, const char *wh
 			if (v != V_DURABLE && v != V_DIR_NEXT && !np)
 				n = 0;
 			for (unsigned rep = 0; rep < n; rep++, k++) {
-				uint64_t seed = cl_mix(k * 7919 + i * 104729 + (uint64_t)depth);
+				uint64_t seed = tl_mix(k * 7919 + i * 104729 + (uint64_t)depth);
 				/* sampling (sanitized builds, small budgets, deeper levels) */
-				if (v != V_DURABLE && (cl_mix(seed) % 1000) >= keep_prob * 1000)
+				if (v != V_DURABLE && (tl_mix(seed) % 1000) >= keep_prob * 1000)
 					continue;
 				if (depth == 0 && (k % (uint64_t)g_nworkers) != (uint64_t)g_worker)
 					continue;

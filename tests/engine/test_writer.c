@@ -84,18 +84,18 @@ static void base_workload(struct vxm_writer *w, struct wt_mirror *m, uint64_t vs
 
 	assert_non_null(buf);
 	for (unsigned i = 0; i < 40; i++) {
-		unsigned kind = (unsigned)(wt_rnd(&r) % 10);
-		uint64_t s = wt_rnd(&r) % total;
-		uint64_t n = wt_rnd(&r) % 3 ? 1 + wt_rnd(&r) % 63 : 1 + wt_rnd(&r) % (maxlen / lss);
+		unsigned kind = (unsigned)(tl_rnd(&r) % 10);
+		uint64_t s = tl_rnd(&r) % total;
+		uint64_t n = tl_rnd(&r) % 3 ? 1 + tl_rnd(&r) % 63 : 1 + tl_rnd(&r) % (maxlen / lss);
 		if (n > total - s)
 			n = total - s;
 		if (kind < 6) {
 			do_op(w, m, W_WRITE, s * lss, n * lss, buf, seed, i);
 		} else if (kind == 6) {
-			uint64_t b = wt_rnd(&r) % nblocks, off = b * (uint64_t)bs;
+			uint64_t b = tl_rnd(&r) % nblocks, off = b * (uint64_t)bs;
 			uint64_t len = vsize - off < (uint64_t)bs ? vsize - off : bs;
 			/* a whole block, sometimes with a ragged sector on each side */
-			if (wt_rnd(&r) % 2 && off >= lss && off + len + lss <= vsize) {
+			if (tl_rnd(&r) % 2 && off >= lss && off + len + lss <= vsize) {
 				off -= lss;
 				len += 2 * lss;
 			}
@@ -105,7 +105,7 @@ static void base_workload(struct vxm_writer *w, struct wt_mirror *m, uint64_t vs
 		} else if (kind == 8) {
 			do_op(w, m, W_FLUSH, 0, 0, buf, seed, i);
 		} else {
-			uint64_t k = 1 + wt_rnd(&r) % 77;
+			uint64_t k = 1 + tl_rnd(&r) % 77;
 			do_op(w, m, W_WRITE, vsize - k * lss, k * lss, buf, seed, i);
 		}
 	}
@@ -750,7 +750,7 @@ static void writes_into_files_others_made_pass_qemu_check_and_compare(void **sta
 		}
 		uint64_t r = 77 + i;
 		for (unsigned k = 0; k < 40; k++) {
-			uint64_t s = wt_rnd(&r) % (vs / 512), n = 1 + wt_rnd(&r) % 2047;
+			uint64_t s = tl_rnd(&r) % (vs / 512), n = 1 + tl_rnd(&r) % 2047;
 			if (n > vs / 512 - s)
 				n = vs / 512 - s;
 			do_op(w, &m, k % 6 == 5 ? W_ZERO_STATE : W_WRITE, s * 512, n * 512, buf, r, k);

@@ -23,24 +23,12 @@
 
 #include "testlib.h"
 
-static inline uint64_t wt_mix(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-static inline uint64_t wt_rnd(uint64_t *s)
-{
-	return wt_mix(*s += 0x9E3779B97F4A7C15ull);
-}
-
 /* n pseudo-random bytes from (seed, tag). */
 static inline void wt_fill(uint8_t *p, size_t n, uint64_t seed, uint64_t tag)
 {
-	uint64_t s = wt_mix(seed ^ wt_mix(tag));
+	uint64_t s = tl_mix(seed ^ tl_mix(tag));
 	for (size_t i = 0; i < n; i += 8) {
-		uint64_t v = wt_rnd(&s);
+		uint64_t v = tl_rnd(&s);
 		memcpy(p + i, &v, n - i < 8 ? n - i : 8);
 	}
 }

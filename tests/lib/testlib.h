@@ -15,6 +15,20 @@
 
 #define TL_SKIP 77
 
+/* splitmix64: deterministic test randomness (seeded states, reproducible
+ * failures) */
+static inline uint64_t tl_mix(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static inline uint64_t tl_rnd(uint64_t *s)
+{
+	return tl_mix(*s += 0x9E3779B97F4A7C15ull);
+}
+
 /* Directory for scratch files of this test run (created). */
 const char *tl_tmpdir(void);
 /* A fresh empty directory under tl_tmpdir() named after tag. */
