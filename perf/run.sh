@@ -50,6 +50,7 @@
 #   --seed N              (42)
 #   --runs N              timed runs per figure (5); --level-runs N (3)
 #   --queue-depth N       passed to vhdxmerge merge/convert (its default)
+#   --chunk-size S        passed to vhdxmerge merge/convert (its default)
 #   --io uring|psync      passed to vhdxmerge merge/convert (auto)
 #   --scale-layers "L.."  (3 10 30); --scale-unique-bytes S (2G)
 #   --scale-sizes "S.."   (1G 2G 4G)
@@ -65,7 +66,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 size=8G layers=10 unique=3G bs=2M partial=0 zero=0.02 seed=42 runs=5 level_runs=3
-qd="" io="" scale_layers="3 10 30" scale_unique=2G scale_sizes="1G 2G 4G"
+qd="" chunk="" io="" scale_layers="3 10 30" scale_unique=2G scale_sizes="1G 2G 4G"
 reflink_sizes="1G 2G 4G 8G" rss_size=2T rss_layers=30 skip="" keep=0
 build=$here/build-perf work=/var/tmp/vxm-perf-run out=$here/perf/results
 
@@ -82,6 +83,7 @@ while [ $# -gt 0 ]; do
 	--runs) runs=$2; shift ;;
 	--level-runs) level_runs=$2; shift ;;
 	--queue-depth) qd=$2; shift ;;
+	--chunk-size) chunk=$2; shift ;;
 	--io) io=$2; shift ;;
 	--scale-layers) scale_layers=$2; shift ;;
 	--scale-unique-bytes) scale_unique=$2; shift ;;
@@ -124,6 +126,7 @@ if [ ! -x "$vxm" ]; then
 fi
 vxm_opts=()
 [ -n "$qd" ] && vxm_opts+=(--queue-depth "$qd")
+[ -n "$chunk" ] && vxm_opts+=(--chunk-size "$chunk")
 [ -n "$io" ] && vxm_opts+=(--io "$io")
 
 can_drop=0
@@ -167,7 +170,7 @@ json.dump({
   'fio': ver('fio', '--version'), 'qemu_img': ver('qemu-img', '--version'),
   'load_start': open('/proc/loadavg').read().split()[:3],
   'params': {'size': '$size', 'layers': $layers, 'unique': '$unique', 'block_size': '$bs',
-             'partial': $partial, 'zero': $zero, 'seed': $seed, 'queue_depth': '$qd', 'io': '$io'},
+             'partial': $partial, 'zero': $zero, 'seed': $seed, 'queue_depth': '$qd', 'chunk_size': '$chunk', 'io': '$io'},
 }, open(sys.argv[1], 'w'), indent=1)
 EOF
 echo "perf: $(jq -r '"\(.cpu), \(.cpus) CPUs, \(.mem_bytes/1073741824|floor) GiB, kernel \(.kernel), \(.disk) (\(.scheduler)), \(.fs)"' "$meta")"
