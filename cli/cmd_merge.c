@@ -80,6 +80,7 @@ static void summary(const struct vxm_merge_opts *o, const struct vxm_merge_resul
 		json_u64(&j, "bytes_copied", r->copied);
 		json_u64(&j, "bytes_cloned", r->cloned);
 		json_u64(&j, "bytes_zeroed", r->zeroed);
+		json_u64(&j, "data_writes", r->data_writes);
 		json_u64(&j, "naive_copy_bytes", r->plan.naive_copy_bytes);
 		json_u64(&j, "dest_growth_bytes", r->plan.dest_growth_bytes);
 		json_u64(&j, "free_bytes", r->free_bytes);
@@ -176,8 +177,8 @@ void help_merge(FILE *out)
 		"  --json           the final summary as JSON\n"
 		"  --dry-run        preflight only; nothing is written\n"
 		"  --seed N         GUID seed (recorded in the journal; for reproducible runs)\n"
-		"  --queue-depth N  data requests in flight (default 32)\n"
-		"  --chunk-size S   bytes per data request (default 1M; a multiple of 4K, at most 64M)\n"
+		"  --queue-depth N  data requests in flight (default 16)\n"
+		"  --chunk-size S   bytes per data request (default 4M; a multiple of 4K, at most 64M)\n"
 		"  --io BACKEND     uring, psync (a pool of pread/pwrite threads), or auto (uring\n"
 		"                   where the kernel allows it); data moves with O_DIRECT where the\n"
 		"                   filesystem takes it\n"

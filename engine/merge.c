@@ -55,6 +55,12 @@
 
 #define FINAL_SEQ_STEP (1ull << 20) /* M3: final header sequence = original + this */
 #define COMMIT_BYTES (1ull << 30)   /* commit BAT updates (and the cursor) this often */
+/* 16 requests of up to 4 MiB: the virtio disk measured here moves 896 MB/s
+ * with 4 MiB requests and 627 with 1 MiB (fio, read || write); the joined
+ * transfers (ex_transfer) reach 4 MiB where the plan allows.  64 MiB of
+ * buffers, whatever the disk size. */
+#define EX_QD_DEFAULT 16u
+#define EX_CHUNK_DEFAULT (4u << 20)
 
 static double now_s(void)
 {
@@ -443,6 +449,15 @@ struct exec {
 	struct dreq *q;
 	unsigned qd;
 	uint32_t chunk;
+	uint64_t writes; /* data write requests completed */
+	/* one transfer held back so that the next one, when it continues it
+	 * in source and destination, joins it (up to chunk bytes): 2 MiB
+	 * blocks allocated in order become 4 MiB requests */
+	struct {
+		bool on;
+		int layer;
+		uint64_t src, dst, len;
+	} stg;
 	uint8_t *zero;
 	bool clone_ok;
 	dev_t d_dev, layer_dev[VXM_CHAIN_MAX_DEPTH];
@@ -573,6 +588,7 @@ static int ex_reap(struct exec *x, unsigned min)
 		else
 			x->copied += q->len;
 		x->done += q->len;
+		x->writes++;
 		if (r->more) { /* the next piece of a clone copied instead */
 			uint64_t n = r->more < x->chunk ? r->more : x->chunk;
 			r->more -= n;
@@ -591,14 +607,23 @@ static int ex_reap(struct exec *x, unsigned min)
 	return 0;
 }
 
+static int ex_queue_transfer(struct exec *x, int layer, uint64_t src_off, uint64_t dst, uint64_t len);
+
+/* Queues the held-back transfer, if any. */
+static int ex_stage_flush(struct exec *x)
+{
+	if (!x->stg.on)
+		return 0;
+	x->stg.on = false;
+	return ex_queue_transfer(x, x->stg.layer, x->stg.src, x->stg.dst, x->stg.len);
+}
+
 static int ex_drain(struct exec *x)
 {
-	while (x->io->inflight) {
-		int ret = ex_reap(x, 1);
-		if (ret)
-			return ret;
-	}
-	return 0;
+	int ret = ex_stage_flush(x);
+	while (!ret && x->io->inflight)
+		ret = ex_reap(x, 1);
+	return ret;
 }
 
 static int ex_slot(struct exec *x, struct dreq **out)
@@ -626,7 +651,7 @@ static void ex_progress(struct exec *x, const char *phase, bool force)
 }
 
 /* Queues a transfer: from layer (src_off) or zeros (layer < 0) to dst. */
-static int ex_transfer(struct exec *x, int layer, uint64_t src_off, uint64_t dst, uint64_t len)
+static int ex_queue_transfer(struct exec *x, int layer, uint64_t src_off, uint64_t dst, uint64_t len)
 {
 	struct vxm_image *src = layer >= 0 ? x->c->layer[layer].img : NULL;
 
@@ -670,6 +695,30 @@ static int ex_transfer(struct exec *x, int layer, uint64_t src_off, uint64_t dst
 		dst += n;
 		len -= n;
 	}
+	return 0;
+}
+
+/* A transfer, joined to the held-back one when it continues it (the same
+ * layer, or zeros, contiguous in source and destination, within a chunk).
+ * Every ex_drain queues what is held back first, so commits, barriers and
+ * synchronous metadata reads see every transfer before them issued. */
+static int ex_transfer(struct exec *x, int layer, uint64_t src_off, uint64_t dst, uint64_t len)
+{
+	if (x->stg.on && x->stg.layer == layer && x->stg.dst + x->stg.len == dst &&
+	    (layer < 0 || x->stg.src + x->stg.len == src_off) && x->stg.len + len <= x->chunk) {
+		x->stg.len += len;
+		return 0;
+	}
+	int ret = ex_stage_flush(x);
+	if (ret)
+		return ret;
+	if (len >= x->chunk)
+		return ex_queue_transfer(x, layer, src_off, dst, len);
+	x->stg.on = true;
+	x->stg.layer = layer;
+	x->stg.src = src_off;
+	x->stg.dst = dst;
+	x->stg.len = len;
 	return 0;
 }
 
@@ -1003,7 +1052,7 @@ static void ex_fini(struct exec *x)
 static int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
 {
 	const struct vxm_merge_opts *o = x->o;
-	struct vxm_io_params p = { .queue_depth = o->queue_depth ? o->queue_depth : 32,
+	struct vxm_io_params p = { .queue_depth = o->queue_depth ? o->queue_depth : EX_QD_DEFAULT,
 				   .backend = o->backend, .log = o->log, .log_ctx = o->log_ctx };
 	struct stat st;
 	int ret;
@@ -1021,7 +1070,7 @@ static int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
 	 * burst at each commit's data-sync) and fixed buffers. */
 	unsigned dflag = x->dio_up ? VXM_O_DIRECT : 0;
 	x->qd = p.queue_depth;
-	x->chunk = o->chunk_size ? o->chunk_size : (uint32_t)VXM_MiB;
+	x->chunk = o->chunk_size ? o->chunk_size : EX_CHUNK_DEFAULT;
 	x->q = calloc(x->qd, sizeof(*x->q));
 	x->zero = aligned_alloc(4096, x->chunk);
 	if (!x->q || !x->zero)
@@ -1371,6 +1420,7 @@ static int phase_copy(const struct vxm_merge_opts *o, struct vxm_chain *c, struc
 	r->copied = x.copied;
 	r->cloned = x.cloned;
 	r->zeroed = x.zeroed;
+	r->data_writes = x.writes;
 out:
 	ex_fini(&x);
 	if (x.w) {
@@ -1679,6 +1729,7 @@ static int convert_run(const struct vxm_merge_opts *o, struct vxm_merge_result *
 		if (!ret)
 			ret = ex_run(&x);
 		r->copied = x.copied;
+		r->data_writes = x.writes;
 		ex_fini(&x);
 	} else {
 		ret = phase_copy(o, c, &j, jpath, r, err);

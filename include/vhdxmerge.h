@@ -496,8 +496,8 @@ struct vxm_merge_opts {
 	bool dry_run;               /* preflight only: validate, lock, plan, check space */
 	bool no_clone;              /* never use reflinks */
 	uint64_t seed;              /* GUID seed (0: random); a resumed run takes the journal's */
-	unsigned queue_depth;       /* in-flight data requests (0: 32) */
-	uint32_t chunk_size;        /* bytes per data request (0: 1 MiB) */
+	unsigned queue_depth;       /* in-flight data requests (0: 16) */
+	uint32_t chunk_size;        /* bytes per data request (0: 4 MiB) */
 	const char *backend;        /* io backend: NULL/"auto", "uring", "psync" */
 	void (*progress)(void *ctx, const struct vxm_merge_progress *p);
 	void *progress_ctx;
@@ -520,6 +520,9 @@ struct vxm_merge_result {
 	char dest[4096];
 	char backend[16];
 	char phase[32];             /* where it stopped (interrupted runs) */
+	uint64_t data_writes;       /* data write requests completed (copied and
+				     * zeroed bytes / this: the request size the
+				     * device saw) */
 };
 
 /* Merges (o->out NULL) or converts.  Merge: validates the chain, takes the
