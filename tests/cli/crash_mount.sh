@@ -14,7 +14,9 @@
 #   - the chain from the child being re-pointed reads as before;
 #   - the same command, run again, finishes and every file ends
 #     byte-identical to an uninterrupted run made elsewhere.
-# Skips (77) where loop devices or mounts are not permitted.  Always unmounts
+# Each named point is cut on one filesystem, the two taking turns
+# (VXM_CRASH_BUDGET=2: on both).  Skips (77) where loop devices or mounts
+# are not permitted.  Always unmounts
 # and detaches what it set up.
 set -uo pipefail
 bin="${VXM_BIN:-vhdxmerge}"
@@ -203,12 +205,25 @@ convert_points="create-data:1 create-header:1 journal-write:1 data-sync:1 log-co
   log-apply:1 session-end:1 finalize-header:1 finalize-header:2 rename:1 journal-write:2 write:12"
 [ $sanitized = 1 ] && merge_points="session-begin:1 link:1 data-sync:1 log-commit:2 reparent:1 journal-write:4 delete:3"
 
+# Each named point is cut on one of the two filesystems, in turn (the
+# kernel is the subject here; merge_kill stops at every point without a
+# power cut); VXM_CRASH_BUDGET=2 or more cuts every point on both.
+both=$(awk -v b="${VXM_CRASH_BUDGET:-1}" 'BEGIN { print (b >= 2) ? 1 : 0 }')
 RANDOM=7
+fsi=0
 for fs in xfs ext4; do
   setup_fs "$fs"
   echo "$fs on $dev at $mnt"
-  for p in $merge_points; do one_cut "$fs" "$fs merge $p" "$p" 0 merge; done
-  for p in $convert_points; do one_cut "$fs" "$fs convert $p" "$p" 0 convert; done
+  i=0
+  for p in $merge_points; do
+    [ $both = 1 ] || [ $(( (i + fsi) % 2 )) = 0 ] && one_cut "$fs" "$fs merge $p" "$p" 0 merge
+    i=$((i + 1))
+  done
+  for p in $convert_points; do
+    [ $both = 1 ] || [ $(( (i + fsi) % 2 )) = 0 ] && one_cut "$fs" "$fs convert $p" "$p" 0 convert
+    i=$((i + 1))
+  done
+  fsi=$((fsi + 1))
   for i in 1 2 3 4 5; do
     n=$((RANDOM % 55 + 1))
     one_cut "$fs" "$fs merge *:$n" "*:$n" 0 merge

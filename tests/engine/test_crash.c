@@ -53,7 +53,7 @@
  * those states get the same checks.
  *
  * Scale: VXM_CRASH_BUDGET (default 1) multiplies the random states;
- * VXM_SANITIZED=1 samples a tenth of them and a third of the durable ones,
+ * VXM_SANITIZED=1 samples a tenth of them and a sixth of the durable ones,
  * and crashes 3 resumes per scenario instead of 8.
  * States are spread over one forked worker per CPU (at most 4).  Prints
  * "crash states: N, resumes: R, data lost: 0".
@@ -1000,9 +1000,9 @@ static void run_states(struct wctx *w, const struct recording *R, const char *wh
 				bool cr = depth == 0 && v == V_DURABLE &&
 					  i % (size_t)(npts / nres + 1) == 0;
 				/* sanitized builds look for memory errors, not new
-				 * orders: a third of the durable states, at every
+				 * orders: a sixth of the durable states, at every
 				 * depth (the normal build checks every one) */
-				if (v == V_DURABLE && !cr && cl_sanitized() && (i + (size_t)depth) % 3)
+				if (v == V_DURABLE && !cr && cl_sanitized() && (i + (size_t)depth) % 6)
 					continue;
 				static struct state sts[4]; /* per depth, buffers reused */
 				struct state *st = &sts[depth];

@@ -226,7 +226,7 @@ static void inject_everywhere(enum cl_kind kind, const char *tag)
 	struct vxm_err err = { 0 };
 	char sroot[1200], what[200];
 	double budget = cl_env_double("VXM_CRASH_BUDGET", 1.0);
-	unsigned stride = cl_sanitized() ? 13 : budget >= 1 ? 1 : (unsigned)(1 / budget);
+	unsigned stride = cl_sanitized() ? 29 : budget >= 1 ? 1 : (unsigned)(1 / budget);
 	double t0 = (double)time(NULL);
 
 	snprintf(sroot, sizeof(sroot), "%s/%s", root, tag);
