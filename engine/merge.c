@@ -403,8 +403,19 @@ done:
 
 /* ---- the executor ------------------------------------------------------------------ */
 
+/* pieces of the sources gathered into one write (ex_transfer) */
+#define EX_SEGS 8
+
+struct ex_seg {
+	int layer; /* < 0: zeros */
+	uint64_t src, len;
+};
+
 struct dreq {
-	struct vxm_req rd, wr;
+	struct vxm_req rd, wr;     /* rd: the first read, or a clone */
+	struct vxm_req xrd[EX_SEGS - 1]; /* the other reads of a gathered write */
+	unsigned reads_left;       /* reads to complete before wr is queued */
+	uint64_t zlen;             /* bytes of wr zeroed in buf, not read */
 	uint8_t *buf;
 	bool busy;
 	int layer;         /* for a clone that falls back to a copy */
@@ -450,13 +461,15 @@ struct exec {
 	unsigned qd;
 	uint32_t chunk;
 	uint64_t writes; /* data write requests completed */
-	/* one transfer held back so that the next one, when it continues it
-	 * in source and destination, joins it (up to chunk bytes): 2 MiB
-	 * blocks allocated in order become 4 MiB requests */
+	/* the transfers held back for one write: the next one joins while it
+	 * continues them in the destination (up to chunk bytes, EX_SEGS
+	 * pieces; a piece grows while its source continues too), so blocks
+	 * allocated in plan order become chunk-sized writes whatever layer
+	 * each comes from */
 	struct {
-		bool on;
-		int layer;
-		uint64_t src, dst, len;
+		unsigned n;
+		uint64_t dst, len;
+		struct ex_seg seg[EX_SEGS];
 	} stg;
 	uint8_t *zero;
 	bool clone_ok;
@@ -551,6 +564,7 @@ static int ex_reap(struct exec *x, unsigned min)
 				r->rd = (struct vxm_req){ .op = VXM_IO_READ, .file = r->rd.src_file,
 							  .off = r->rd.src_off, .len = n,
 							  .buf = r->buf, .owner = r };
+				r->reads_left = 1;
 				r->wr.len = n;
 				r->wr.buf = r->buf;
 				ret = vxm_io_queue(x->io, &r->rd);
@@ -564,13 +578,15 @@ static int ex_reap(struct exec *x, unsigned min)
 			r->busy = false;
 			continue;
 		}
-		if (q == &r->rd) {
+		if (q != &r->wr) {
 			if (q->res < 0)
 				return vxm_fail(x->err, (int)q->res, q->off, "%s: read failed: %s",
 						vxm_io_path(x->io, q->file), vxm_strerror((int)q->res));
 			/* a source block stored short at the end of its file reads zeros */
 			if ((uint64_t)q->res < q->len)
-				memset(r->buf + q->res, 0, q->len - (uint64_t)q->res);
+				memset(q->buf + q->res, 0, q->len - (uint64_t)q->res);
+			if (--r->reads_left)
+				continue;
 			ret = vxm_io_queue(x->io, &r->wr);
 			if (ret)
 				return vxm_fail(x->err, ret, VXM_OFF_NONE, "data I/O queue failed: %s",
@@ -583,15 +599,18 @@ static int ex_reap(struct exec *x, unsigned min)
 					vxm_io_path(x->io, q->file), (unsigned long long)q->len,
 					(unsigned long long)q->off,
 					vxm_strerror(q->res < 0 ? (int)q->res : -EIO));
-		if (q->buf == x->zero)
+		if (q->buf == x->zero) {
 			x->zeroed += q->len;
-		else
-			x->copied += q->len;
+		} else {
+			x->copied += q->len - r->zlen;
+			x->zeroed += r->zlen;
+		}
 		x->done += q->len;
 		x->writes++;
 		if (r->more) { /* the next piece of a clone copied instead */
 			uint64_t n = r->more < x->chunk ? r->more : x->chunk;
 			r->more -= n;
+			r->reads_left = 1;
 			r->rd.off += r->rd.len;
 			r->rd.len = n;
 			r->wr.off += r->wr.len;
@@ -609,13 +628,17 @@ static int ex_reap(struct exec *x, unsigned min)
 
 static int ex_queue_transfer(struct exec *x, int layer, uint64_t src_off, uint64_t dst, uint64_t len);
 
-/* Queues the held-back transfer, if any. */
+static int ex_queue_gather(struct exec *x, unsigned n);
+
+/* Queues the held-back transfers, if any. */
 static int ex_stage_flush(struct exec *x)
 {
-	if (!x->stg.on)
-		return 0;
-	x->stg.on = false;
-	return ex_queue_transfer(x, x->stg.layer, x->stg.src, x->stg.dst, x->stg.len);
+	unsigned n = x->stg.n;
+	x->stg.n = 0;
+	if (n == 1)
+		return ex_queue_transfer(x, x->stg.seg[0].layer, x->stg.seg[0].src, x->stg.dst,
+					 x->stg.len);
+	return n ? ex_queue_gather(x, n) : 0;
 }
 
 static int ex_drain(struct exec *x)
@@ -665,6 +688,8 @@ static int ex_queue_transfer(struct exec *x, int layer, uint64_t src_off, uint64
 					  .file = ex_file(x->dslot_d, x->bslot_d, dst, n, EX_DIO_ALIGN),
 					  .off = dst, .len = n, .buf = layer < 0 ? x->zero : r->buf,
 					  .owner = r };
+		r->reads_left = 1;
+		r->zlen = 0;
 		if (layer < 0) {
 			ret = vxm_io_queue(x->io, &r->wr);
 		} else if (src->nov) {
@@ -698,27 +723,106 @@ static int ex_queue_transfer(struct exec *x, int layer, uint64_t src_off, uint64
 	return 0;
 }
 
-/* A transfer, joined to the held-back one when it continues it (the same
- * layer, or zeros, contiguous in source and destination, within a chunk).
- * Every ex_drain queues what is held back first, so commits, barriers and
- * synchronous metadata reads see every transfer before them issued. */
+/* Queues the n pieces of x->stg (ex_stage_flush has emptied it, so a
+ * drain in here queues nothing) as one write of a request's buffer: zero
+ * pieces are cleared in it, the others read into their place, and the
+ * write goes when the last read completes (ex_reap). */
+static int ex_queue_gather(struct exec *x, unsigned n)
+{
+	struct dreq *r;
+	int ret = ex_slot(x, &r);
+	if (ret)
+		return ret;
+	r->more = 0;
+	r->zlen = 0;
+	r->wr = (struct vxm_req){ .op = VXM_IO_WRITE,
+				  .file = ex_file(x->dslot_d, x->bslot_d, x->stg.dst, x->stg.len,
+						  EX_DIO_ALIGN),
+				  .off = x->stg.dst, .len = x->stg.len, .buf = r->buf, .owner = r };
+	/* one extra count while the reads are queued, so that none completing
+	 * meanwhile sends the write early */
+	r->reads_left = 1;
+	uint64_t boff = 0;
+	unsigned nrd = 0;
+	for (unsigned i = 0; i < n; i++) {
+		int layer = x->stg.seg[i].layer;
+		uint64_t src_off = x->stg.seg[i].src, len = x->stg.seg[i].len;
+		struct vxm_image *src = layer >= 0 ? x->c->layer[layer].img : NULL;
+		if (layer < 0) {
+			memset(r->buf + boff, 0, len);
+			r->zlen += len;
+		} else if (src->nov) {
+			/* a source replayed in memory: read through its overlay
+			 * (a shared context drains first; nothing is held back) */
+			ret = x->dio_up ? 0 : ex_drain(x);
+			if (!ret)
+				ret = vxm_image_pread(src, r->buf + boff, len, src_off, x->err);
+			if (ret)
+				return ret;
+		} else {
+			struct vxm_req *q = nrd ? &r->xrd[nrd - 1] : &r->rd;
+			/* O_DIRECT wants the memory aligned too */
+			int file = boff % EX_DIO_ALIGN ? x->bslot[layer] :
+				   ex_file(x->dslot[layer], x->bslot[layer], src_off, len, x->ralign[layer]);
+			*q = (struct vxm_req){ .op = VXM_IO_READ, .file = file, .off = src_off, .len = len,
+					       .buf = r->buf + boff, .owner = r };
+			nrd++;
+			r->reads_left++;
+			while ((ret = vxm_io_queue(x->io, q)) == -EBUSY) {
+				ret = ex_reap(x, 1);
+				if (ret)
+					return ret;
+			}
+			if (ret)
+				return vxm_fail(x->err, ret, x->stg.dst + boff, "data I/O queue failed: %s",
+						vxm_strerror(ret));
+		}
+		boff += len;
+	}
+	if (--r->reads_left)
+		return 0;
+	while ((ret = vxm_io_queue(x->io, &r->wr)) == -EBUSY) {
+		ret = ex_reap(x, 1);
+		if (ret)
+			return ret;
+	}
+	return ret ? vxm_fail(x->err, ret, x->stg.dst, "data I/O queue failed: %s", vxm_strerror(ret)) : 0;
+}
+
+/* A transfer, held back with those before it while it continues them in
+ * the destination (ex_queue_gather).  Every ex_drain queues what is held
+ * back first, so commits, barriers and synchronous metadata reads see every
+ * transfer before them issued. */
 static int ex_transfer(struct exec *x, int layer, uint64_t src_off, uint64_t dst, uint64_t len)
 {
-	if (x->stg.on && x->stg.layer == layer && x->stg.dst + x->stg.len == dst &&
-	    (layer < 0 || x->stg.src + x->stg.len == src_off) && x->stg.len + len <= x->chunk) {
-		x->stg.len += len;
-		return 0;
+	unsigned n = x->stg.n;
+	if (n && x->stg.dst + x->stg.len == dst && x->stg.len + len <= x->chunk) {
+		struct ex_seg *last = &x->stg.seg[n - 1];
+		if (last->layer == layer && (layer < 0 || last->src + last->len == src_off)) {
+			last->len += len;
+			x->stg.len += len;
+			return 0;
+		}
+		if (n < EX_SEGS) {
+			x->stg.seg[n].layer = layer;
+			x->stg.seg[n].src = src_off;
+			x->stg.seg[n].len = len;
+			x->stg.n++;
+			x->stg.len += len;
+			return 0;
+		}
 	}
 	int ret = ex_stage_flush(x);
 	if (ret)
 		return ret;
 	if (len >= x->chunk)
 		return ex_queue_transfer(x, layer, src_off, dst, len);
-	x->stg.on = true;
-	x->stg.layer = layer;
-	x->stg.src = src_off;
+	x->stg.n = 1;
 	x->stg.dst = dst;
 	x->stg.len = len;
+	x->stg.seg[0].layer = layer;
+	x->stg.seg[0].src = src_off;
+	x->stg.seg[0].len = len;
 	return 0;
 }
 
@@ -729,6 +833,7 @@ static int ex_clone(struct exec *x, int layer, uint64_t src_off, uint64_t dst, u
 	if (ret)
 		return ret;
 	r->more = 0;
+	r->zlen = 0;
 	r->rd = (struct vxm_req){ .op = VXM_IO_CLONE, .file = x->dslot_d, .off = dst, .len = len,
 				  .src_file = x->dslot[layer], .src_off = src_off, .owner = r };
 	r->wr = (struct vxm_req){ .op = VXM_IO_WRITE, .file = x->dslot_d, .off = dst, .len = len,
@@ -1052,7 +1157,9 @@ static void ex_fini(struct exec *x)
 static int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
 {
 	const struct vxm_merge_opts *o = x->o;
-	struct vxm_io_params p = { .queue_depth = o->queue_depth ? o->queue_depth : EX_QD_DEFAULT,
+	unsigned qd = o->queue_depth ? o->queue_depth : EX_QD_DEFAULT;
+	/* room for every read of every request's gathered write */
+	struct vxm_io_params p = { .queue_depth = qd * EX_SEGS < 4096 ? qd * EX_SEGS : qd > 4096 ? qd : 4096,
 				   .backend = o->backend, .log = o->log, .log_ctx = o->log_ctx };
 	struct stat st;
 	int ret;
@@ -1069,7 +1176,7 @@ static int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
 	/* A private context: O_DIRECT (no page-cache copies, no write-back
 	 * burst at each commit's data-sync) and fixed buffers. */
 	unsigned dflag = x->dio_up ? VXM_O_DIRECT : 0;
-	x->qd = p.queue_depth;
+	x->qd = qd;
 	x->chunk = o->chunk_size ? o->chunk_size : EX_CHUNK_DEFAULT;
 	x->q = calloc(x->qd, sizeof(*x->q));
 	x->zero = aligned_alloc(4096, x->chunk);
