@@ -584,7 +584,7 @@ static int ex_reap(struct exec *x, unsigned min)
 						vxm_io_path(x->io, q->file), vxm_strerror((int)q->res));
 			/* a source block stored short at the end of its file reads zeros */
 			if ((uint64_t)q->res < q->len)
-				memset(q->buf + q->res, 0, q->len - (uint64_t)q->res);
+				memset((uint8_t *)q->buf + q->res, 0, q->len - (uint64_t)q->res);
 			if (--r->reads_left)
 				continue;
 			ret = vxm_io_queue(x->io, &r->wr);
