@@ -655,6 +655,8 @@ static int ex_slot(struct exec *x, struct dreq **out)
 		for (unsigned i = 0; i < x->qd; i++)
 			if (!x->q[i].busy) {
 				x->q[i].busy = true;
+				x->q[i].more = 0;
+				x->q[i].zlen = 0;
 				*out = &x->q[i];
 				return 0;
 			}
@@ -689,7 +691,6 @@ static int ex_queue_transfer(struct exec *x, int layer, uint64_t src_off, uint64
 					  .off = dst, .len = n, .buf = layer < 0 ? x->zero : r->buf,
 					  .owner = r };
 		r->reads_left = 1;
-		r->zlen = 0;
 		if (layer < 0) {
 			ret = vxm_io_queue(x->io, &r->wr);
 		} else if (src->nov) {
@@ -733,8 +734,6 @@ static int ex_queue_gather(struct exec *x, unsigned n)
 	int ret = ex_slot(x, &r);
 	if (ret)
 		return ret;
-	r->more = 0;
-	r->zlen = 0;
 	r->wr = (struct vxm_req){ .op = VXM_IO_WRITE,
 				  .file = ex_file(x->dslot_d, x->bslot_d, x->stg.dst, x->stg.len,
 						  EX_DIO_ALIGN),
@@ -832,8 +831,6 @@ static int ex_clone(struct exec *x, int layer, uint64_t src_off, uint64_t dst, u
 	int ret = ex_slot(x, &r);
 	if (ret)
 		return ret;
-	r->more = 0;
-	r->zlen = 0;
 	r->rd = (struct vxm_req){ .op = VXM_IO_CLONE, .file = x->dslot_d, .off = dst, .len = len,
 				  .src_file = x->dslot[layer], .src_off = src_off, .owner = r };
 	r->wr = (struct vxm_req){ .op = VXM_IO_WRITE, .file = x->dslot_d, .off = dst, .len = len,
