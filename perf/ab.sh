@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# perf/ab.sh: interleaved A/B timing of merge variants on one synthesized chain.
+#
+# The disk of a cloud VM drifts between fast and slow phases, so comparing
+# two medians taken minutes apart says little; here every round runs every
+# variant once, in turn, each on a fresh copy of the chain with the page
+# cache dropped, and prints one line per run (the pairs are read side by
+# side).  The README's request-size and gathering pairs come from this.
+#
+# Usage: perf/ab.sh [--rounds N] [--work DIR] [--full-copy]
+#                   [--synth "ARGS"] VARIANT...
+#   VARIANT        LABEL=BINARY[:OPTIONS], e.g. "new=build-perf/vhdxmerge:--chunk-size 4M"
+#   --rounds N     rounds (3)
+#   --work DIR     where the chain and its copies go (/var/tmp/vxm-ab)
+#   --full-copy    copy every file and merge with the merged files removed
+#                  (default: copy the base, hard-link the rest, --keep-merged)
+#   --synth ARGS   synth arguments after DIR (default: the main perf chain,
+#                  8G, 10 layers, whole 2M blocks, ~3 GB above the base)
+# Needs root for drop_caches (skipped with a warning otherwise) and jq.
+set -euo pipefail
+rounds=3 work=/var/tmp/vxm-ab full=0
+synth="--seed 42 --size 8G --layers 10 --block-size 2M --fill 0.051 --partial 0 --zero 0.02"
+while [ $# -gt 0 ]; do
+	case $1 in
+	--rounds) rounds=$2; shift ;;
+	--work) work=$2; shift ;;
+	--full-copy) full=1 ;;
+	--synth) synth=$2; shift ;;
+	-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+	-*) echo "ab.sh: unknown option $1" >&2; exit 2 ;;
+	*) break ;;
+	esac
+	shift
+done
+[ $# -ge 1 ] || { echo "ab.sh: no variant (LABEL=BINARY[:OPTIONS])" >&2; exit 2; }
+command -v jq >/dev/null || { echo "ab.sh: jq is needed" >&2; exit 2; }
+first_bin=${1#*=}; first_bin=${first_bin%%:*}
+mkdir -p "$work"
+chain=$work/chain
+if [ ! -e "$chain/base.vhdx" ]; then
+	# shellcheck disable=SC2086
+	"$first_bin" synth "$chain" $synth --no-digest --json >/dev/null
+fi
+top=$(ls "$chain"/snap*.avhdx | sort | tail -1)
+drop() {
+	sync
+	if [ -w /proc/sys/vm/drop_caches ]; then echo 3 >/proc/sys/vm/drop_caches
+	else echo "ab.sh: cannot drop caches (not root): timings include the page cache" >&2; fi
+}
+echo "chain: $chain ($(du -sh "$chain" | cut -f1)), top $(basename "$top"), $rounds rounds"
+for r in $(seq "$rounds"); do
+	for v in "$@"; do
+		label=${v%%=*} rest=${v#*=}
+		bin=${rest%%:*} opts=
+		[ "$rest" != "$bin" ] && opts=${rest#*:}
+		w=$work/run
+		rm -rf "$w"; mkdir -p "$w"
+		if [ $full = 1 ]; then
+			for f in "$chain"/*; do cp --sparse=never "$f" "$w/"; done
+			keep=
+		else
+			cp --sparse=never "$chain/base.vhdx" "$w/"
+			for f in "$chain"/snap*.avhdx; do ln "$f" "$w/"; done
+			keep=--keep-merged
+		fi
+		drop
+		sleep 1
+		# shellcheck disable=SC2086
+		/usr/bin/time -f "%e %U %S %M" -o "$work/time" "$bin" merge "$w/$(basename "$top")" \
+			$keep --progress none --json --seed 1 $opts >"$work/out.json"
+		read -r wall user sys rss <"$work/time"
+		jq -r --arg r "$r" --arg l "$label" --arg wall "$wall" --arg rss "$rss" \
+			'"round \($r) \($l): \($wall) s wall, \(.seconds * 100 | floor / 100) s merge, \(.bytes_copied) bytes, \(.data_writes) writes, \(.bytes_copied / .seconds / 1e6 | floor) MB/s, rss \($rss) KiB"' \
+			"$work/out.json"
+	done
+done
+rm -rf "$work/run"
