@@ -65,7 +65,11 @@ struct vxm_image {
 	bool rt_differ;               /* both valid, different bytes */
 	struct vxm_region bat_region, meta_region;
 
-	uint8_t *meta;                /* the whole metadata region (after replay) */
+	uint8_t *meta;                /* the metadata region (after replay): bytes
+				       * [0, meta_read) read, the table and every
+				       * item among them; the rest zero until
+				       * vxm_image_meta_load */
+	uint32_t meta_read;
 	struct vxm_meta_table *mt;
 	struct vxm_meta m;
 	struct vxm_locator *loc;      /* differencing files */
@@ -105,6 +109,9 @@ struct vxm_image {
 int vxm_image_pread(struct vxm_image *img, void *buf, uint64_t len, uint64_t off,
 		    struct vxm_err *err);
 
+/* Reads the rest of the metadata region into img->meta (an open reads the
+ * table and the items only). */
+int vxm_image_meta_load(struct vxm_image *img, struct vxm_err *err);
 /* BAT entry idx (validated, I3). */
 int vxm_image_bat_get(struct vxm_image *img, uint64_t idx, uint64_t *entry, struct vxm_err *err);
 /* Raw entries [first, first+n) (not validated) into out. */

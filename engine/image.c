@@ -407,6 +407,19 @@ out:
 	return ret;
 }
 
+int vxm_image_meta_load(struct vxm_image *img, struct vxm_err *err)
+{
+	const struct vxm_region *r = &img->meta_region;
+
+	if (img->meta_read >= r->len)
+		return 0;
+	int ret = vxm_image_pread(img, img->meta + img->meta_read, r->len - img->meta_read,
+				  r->off + img->meta_read, err);
+	if (!ret)
+		img->meta_read = r->len;
+	return ret;
+}
+
 static int open_metadata(struct vxm_image *img, struct vxm_err *err)
 {
 	const struct vxm_region *r = &img->meta_region;
@@ -415,16 +428,35 @@ static int open_metadata(struct vxm_image *img, struct vxm_err *err)
 	if (r->len > VXM_MAX_META_REGION)
 		return vxm_unsupported(err, r->off, "metadata region: %u bytes (at most %u supported)",
 				       r->len, VXM_MAX_META_REGION);
-	img->meta = malloc(r->len);
+	/* The region is 1 MiB in files Hyper-V makes, its items a few KiB
+	 * after the 64 KiB table.  Reading it whole costs a cold file ~6 ms (of
+	 * ~10 ms per file open), which a 30-file chain pays 30 times: read the
+	 * table, then up to the end of the last item; a write session reads
+	 * the rest (vxm_image_meta_load). */
+	img->meta = calloc(1, r->len);
 	img->mt = malloc(sizeof(*img->mt));
 	if (!img->meta || !img->mt)
 		return vxm_fail(err, -ENOMEM, r->off, "metadata: out of memory");
-	ret = vxm_image_pread(img, img->meta, r->len, r->off, err);
+	uint32_t head = r->len < VXM_META_TABLE_SIZE ? r->len : VXM_META_TABLE_SIZE;
+	ret = vxm_image_pread(img, img->meta, head, r->off, err);
 	if (ret)
 		return ret;
-	ret = vxm_meta_table_parse(img->meta, r->len, r->off, r->len, img->mt, err);
+	ret = vxm_meta_table_parse(img->meta, head, r->off, r->len, img->mt, err);
 	if (ret)
 		return ret;
+	uint32_t end = head;
+	for (unsigned i = 0; i < img->mt->count; i++) /* parse bounded them by r->len */
+		if (img->mt->e[i].off + img->mt->e[i].len > end)
+			end = img->mt->e[i].off + img->mt->e[i].len;
+	end = (uint32_t)(((uint64_t)end + 4095) / 4096 * 4096);
+	if (end > r->len)
+		end = r->len;
+	if (end > head) {
+		ret = vxm_image_pread(img, img->meta + head, end - head, r->off + head, err);
+		if (ret)
+			return ret;
+	}
+	img->meta_read = end;
 	ret = vxm_meta_parse(img->meta, r->len, r->off, img->mt, &img->m, err);
 	if (ret)
 		return ret;

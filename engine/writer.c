@@ -900,6 +900,9 @@ int vxm_writer_begin(struct vxm_writer **out, struct vxm_image *img, struct vxm_
 		return vxm_unsupported(err, img->hdr.log_off, "%s: log of %u bytes at 0x%llx unusable",
 				       img->path, img->hdr.log_len,
 				       (unsigned long long)img->hdr.log_off);
+	ret = vxm_image_meta_load(img, err); /* the writer works on the whole region */
+	if (ret)
+		return ret;
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return vxm_fail(err, -ENOMEM, VXM_OFF_NONE, "out of memory");

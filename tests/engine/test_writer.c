@@ -625,6 +625,87 @@ static void set_locator_rewrites_the_item_through_the_log_and_keeps_the_data_gui
 	assert_string_equal(a, b);
 }
 
+/* An open reads the metadata table and the items, not the whole (1 MiB)
+ * region; an item placed at the region's end is still read, and a write
+ * session, which works on the whole region, keeps bytes no item covers. */
+static void metadata_items_anywhere_in_the_region_are_read_and_unused_bytes_survive(void **state)
+{
+	char base[512], child[512], a[65], b[65];
+	struct vxm_image *img;
+	struct vxm_writer *w;
+	struct vxm_err err = { 0 };
+	uint8_t item[4096], junk[4096], back[4096], ent[4];
+	(void)state;
+
+	snprintf(base, sizeof(base), "%s/mr-base.vhdx", tmp);
+	snprintf(child, sizeof(child), "%s/mr-child.avhdx", tmp);
+	wt_create(base, &(struct vxm_create_params){ .virtual_size = 16 << 20 });
+	wt_create(child, &(struct vxm_create_params){ .parent = base });
+	char *chain[2] = { base, child };
+	assert_int_equal(wt_chain_sha(chain, 2, a), 0);
+
+	assert_int_equal(vxm_image_open(&img, NULL, child, 0, &err), 0);
+	uint64_t roff = img->meta_region.off;
+	uint32_t rlen = img->meta_region.len, loc = (uint32_t)img->m.locator;
+	uint32_t ioff = img->mt->e[loc].off, ilen = img->mt->e[loc].len;
+	assert_true(rlen >= 256 * 1024);
+	assert_true(img->meta_read < rlen);
+	assert_true(ilen <= sizeof(item));
+	vxm_image_close(img);
+
+	/* junk in the middle, where no item is: an open leaves it unread, a
+	 * write session reads it */
+	int fd = open(child, O_RDWR);
+	assert_true(fd >= 0);
+	wt_fill(junk, sizeof(junk), 7, 7);
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), (off_t)(roff + rlen / 2)), (ssize_t)sizeof(junk));
+	assert_int_equal(vxm_image_open(&img, NULL, child, 0, &err), 0);
+	assert_true(img->meta_read <= rlen / 2);
+	vxm_image_close(img);
+	wt_begin(child, &img, &w);
+	assert_memory_equal(img->meta + rlen / 2, junk, sizeof(junk));
+	wt_end(img, w);
+
+	/* the locator moves to the last 4 KiB of the region */
+	assert_int_equal(pread(fd, item, ilen, (off_t)(roff + ioff)), (ssize_t)ilen);
+	uint32_t noff = rlen - 4096;
+	assert_int_equal(pwrite(fd, item, ilen, (off_t)(roff + noff)), (ssize_t)ilen);
+	memset(item, 0, ilen);
+	assert_int_equal(pwrite(fd, item, ilen, (off_t)(roff + ioff)), (ssize_t)ilen);
+	ent[0] = (uint8_t)noff, ent[1] = (uint8_t)(noff >> 8), ent[2] = (uint8_t)(noff >> 16),
+	ent[3] = (uint8_t)(noff >> 24);
+	assert_int_equal(pwrite(fd, ent, 4, (off_t)(roff + 32 + 32 * loc + 16)), 4);
+	close(fd);
+
+	assert_int_equal(vxm_image_open(&img, NULL, child, 0, &err), 0);
+	assert_int_equal(img->mt->e[img->m.locator].off, noff);
+	assert_string_equal(img->loc->relative_path, ".\\mr-base.vhdx");
+	assert_int_equal(img->meta_read, rlen);
+	char link[64], g[VXM_GUID_STRLEN + 1];
+	snprintf(link, sizeof(link), "{%s}", vxm_guid_fmt(&img->loc->parent_linkage, g));
+	vxm_image_close(img);
+	assert_int_equal(wt_chain_sha(chain, 2, b), 0);
+	assert_string_equal(a, b);
+
+	wt_begin(child, &img, &w);
+	struct vxm_kv kv[] = {
+		{ "parent_linkage", link },
+		{ "relative_path", "..\\elsewhere\\..\\mr-base.vhdx" },
+	};
+	assert_int_equal(vxm_writer_set_locator(w, kv, 2, &err), 0);
+	wt_end(img, w);
+
+	fd = open(child, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, back, sizeof(back), (off_t)(roff + rlen / 2)), (ssize_t)sizeof(back));
+	close(fd);
+	assert_memory_equal(back, junk, sizeof(junk));
+	assert_int_equal(vxm_image_open(&img, NULL, child, 0, &err), 0);
+	assert_string_equal(img->loc->relative_path, "..\\elsewhere\\..\\mr-base.vhdx");
+	vxm_image_close(img);
+	wt_check_clean(child);
+}
+
 /* IsVirtualDisk items come from another image (the merge's last step):
  * size, disk id, sector sizes; the BAT region already holds the larger disk
  * (1 MiB of entries), so the disk grows in place; qemu agrees. */
@@ -879,6 +960,7 @@ int main(void)
 		cmocka_unit_test(zeroing_what_reads_zeros_changes_nothing),
 		cmocka_unit_test(differencing_writes_read_back_through_the_chain_as_the_mirror),
 		cmocka_unit_test(set_locator_rewrites_the_item_through_the_log_and_keeps_the_data_guid),
+		cmocka_unit_test(metadata_items_anywhere_in_the_region_are_read_and_unused_bytes_survive),
 		cmocka_unit_test(set_vd_items_copies_virtual_disk_items_and_grows_the_disk),
 		cmocka_unit_test(set_data_guid_installs_the_promised_guid_once),
 		cmocka_unit_test(writes_into_files_others_made_pass_qemu_check_and_compare),
