@@ -26,10 +26,15 @@
 #            against unique bytes (--reflink-sizes)
 #   rss      peak RSS of a merge of a --rss-size virtual disk, --rss-layers
 #
+# raw, vxm, qemu, levels and layers run in --runs interleaved rounds: each
+# round times every one of those operations once (level by level in the
+# first --level-runs rounds), in an order rotated by one per round, so that
+# ratios are taken between runs minutes apart, not parts half an hour apart.
 # Every timed run starts with caches dropped (sync; echo 3 >
 # /proc/sys/vm/drop_caches) when that is permitted (root), records wall, user
-# and system seconds, peak RSS and the 1-minute load average, and each figure
-# of the table is the median of --runs runs (--level-runs for levels).
+# and system seconds, peak RSS, the 1-minute load average and, for a merge,
+# the seconds it spent removing the merged files.  The table gives medians of
+# the runs, and its ratios are medians of the per-round ratios.
 #
 # Output: OUT/runs.csv (every run), OUT/results.json, OUT/table.md (the
 # table, machine description and target verdicts) and OUT/throughput.png
@@ -148,7 +153,7 @@ cleanup() {
 trap cleanup EXIT
 csv=$out/runs.csv
 meta=$out/meta.json
-echo "section,op,label,run,bytes,moved,seconds,copy_s,user_s,sys_s,rss_kb,load1" >"$csv"
+echo "section,op,label,run,bytes,moved,seconds,copy_s,user_s,sys_s,rss_kb,load1,cleanup_s" >"$csv"
 
 # ---- machine --------------------------------------------------------------
 dev=$(df --output=source "$work" | tail -1)
@@ -189,9 +194,10 @@ timed() {
 	fi
 	read -r T_WALL T_USR T_SYS T_RSS <"$work/time.txt"
 }
-# row SECTION OP LABEL RUN BYTES MOVED SECONDS COPY_S
+# row SECTION OP LABEL RUN BYTES MOVED SECONDS COPY_S [CLEANUP_S]: RUN is the
+# round; CLEANUP_S the seconds a merge spent removing the merged files
 row() {
-	echo "$1,$2,\"$3\",$4,$5,$6,$7,$8,$T_USR,$T_SYS,$T_RSS,$T_LOAD" >>"$csv"
+	echo "$1,$2,\"$3\",$4,$5,$6,$7,$8,$T_USR,$T_SYS,$T_RSS,$T_LOAD,${9:-0}" >>"$csv"
 	printf "  %-34s run %s: %7.2f s  %s  rss %s MiB  load %s\n" "$2" "$4" "$7" \
 		"$(awk -v b="$5" -v s="$7" 'BEGIN { if (s > 0) printf "%6.0f MB/s", b / s / 1e6 }')" \
 		"$((T_RSS / 1024))" "$T_LOAD"
@@ -203,10 +209,13 @@ vxm_row() {
 		([.[] | select(.event == "summary")][0]) as $s |
 		([.[] | select(.event == "phase")]) as $p |
 		([range(0; $p | length) | select($p[.].phase == "copy")][0]) as $i |
+		([range(0; $p | length) | select($p[.].phase == "cleanup")][0]) as $k |
 		{ b: $s.copy_bytes, m: ($s.bytes_copied + $s.bytes_zeroed), s: $s.seconds,
 		  c: (if $i == null then 0 elif $i + 1 < ($p | length) then $p[$i + 1].elapsed_s - $p[$i].elapsed_s
-		      else $s.seconds - $p[$i].elapsed_s end) }' "$work/out.txt")
-	row "$1" "$2" "$3" "$4" "$(jq .b <<<"$j")" "$(jq .m <<<"$j")" "$T_WALL" "$(jq .c <<<"$j")"
+		      else $s.seconds - $p[$i].elapsed_s end),
+		  r: (if $k == null then 0 else $s.seconds - $p[$k].elapsed_s end) }' "$work/out.txt")
+	row "$1" "$2" "$3" "$4" "$(jq .b <<<"$j")" "$(jq .m <<<"$j")" "$T_WALL" "$(jq .c <<<"$j")" \
+		"$(jq .r <<<"$j")"
 }
 
 # synth_chain DIR LAYERS UNIQUE_BYTES VSIZE PARTIAL: a chain with about
@@ -275,103 +284,115 @@ else
 	skip="$skip raw vxm qemu levels"
 fi
 
-# ---- raw limit ----------------------------------------------------------------
+# ---- interleaved rounds --------------------------------------------------------
+# The disk of a cloud VM drifts between fast and slow phases (the same copy
+# varies up to 1.8x within minutes), so the operations whose ratios are the
+# targets (raw, vxm, qemu, levels, layers) are not timed part after part:
+# every round runs each of them once, in an order rotated by one per round,
+# and report.py divides within a round (merge by that round's best raw copy,
+# qemu-img commit by that round's merge, ...) before taking medians.  Level
+# by level runs in the first --level-runs rounds only.
+ops=()
+w=$work/w
 if want raw; then
 	R=$((U / 1048576 * 1048576))
-	echo "perf: raw direct-I/O copy of $R bytes"
 	src=$work/raw-src.dat dst=$work/raw-dst.dat
+	echo "perf: raw direct-I/O copies of $R bytes"
 	fio --name=prep --filename="$src" --rw=write --bs=1M --size="$R" --direct=1 \
 		--ioengine=io_uring --iodepth=32 --output=/dev/null >/dev/null
-	for r in $(seq "$runs"); do
-		for shape in "1M 32" "4M 8"; do
-			set -- $shape
-			rm -f "$dst"
-			timed fio --output-format=json --output="$work/fio.json" \
-				--ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 --fallocate=none \
-				--name=rd --filename="$src" --rw=read --bs=$1 --iodepth=$2 --size="$R" \
-				--name=wr --filename="$dst" --rw=write --bs=$1 --iodepth=$2 --size="$R"
-			s=$(jq '[.jobs[] | (.read.runtime, .write.runtime)] | max / 1000' "$work/fio.json")
-			row raw "fio_copy_$1_qd$2" "direct-I/O copy: fio io_uring read || write, bs $1 qd $2" \
-				"$r" "$R" "$R" "$s" "$s"
-		done
+	op_fio() { # ROUND BS QD
+		rm -f "$dst"
+		timed fio --output-format=json --output="$work/fio.json" \
+			--ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 --fallocate=none \
+			--name=rd --filename="$src" --rw=read --bs=$2 --iodepth=$3 --size="$R" \
+			--name=wr --filename="$dst" --rw=write --bs=$2 --iodepth=$3 --size="$R"
+		local s
+		s=$(jq '[.jobs[] | (.read.runtime, .write.runtime)] | max / 1000' "$work/fio.json")
+		row raw "fio_copy_$2_qd$3" "direct-I/O copy: fio io_uring read || write, bs $2 qd $3" \
+			"$1" "$R" "$R" "$s" "$s"
+		rm -f "$dst"
+	}
+	op_dd() {
 		rm -f "$dst"
 		timed dd if="$src" of="$dst" bs=1M count=$((R / 1048576)) iflag=direct oflag=direct
+		local s
 		s=$(grep -o '[0-9.]* s,' "$work/err.txt" | tr -d ' s,' || echo "$T_WALL")
-		row raw dd_copy "direct-I/O copy: dd iflag=direct oflag=direct bs=1M" "$r" \
+		row raw dd_copy "direct-I/O copy: dd iflag=direct oflag=direct bs=1M" "$1" \
 			"$R" "$R" "$s" "$s"
-	done
-	rm -f "$src" "$dst"
+		rm -f "$dst"
+	}
+	ops+=("op_fio @ 1M 32" "op_fio @ 4M 8" "op_dd @")
 fi
-
-# ---- vhdxmerge ------------------------------------------------------------------
 if want vxm; then
-	echo "perf: vhdxmerge on the main chain"
-	w=$work/w
 	mid=$(ls "$main"/snap*.avhdx | sort | sed -n "$(( (layers - 1) / 2 ))p")
 	midc=$(ls "$main"/snap*.avhdx | sort | sed -n "$(( (layers - 1) / 2 + 1 ))p")
-	for r in $(seq "$runs"); do
+	op_merge_base() {
 		fresh "$main" "$w"
 		timed "$vxm" merge "$w/$(basename "$top")" --progress json --json --seed 1 "${vxm_opts[@]}"
-		vxm_row vxm merge_base "vhdxmerge merge (into the base, merged files removed)" "$r"
+		vxm_row vxm merge_base "vhdxmerge merge (into the base, merged files removed)" "$1"
+		rm -rf "$w"
+	}
+	op_merge_keep() {
 		fresh "$main" "$w" base.vhdx snap01.avhdx
 		timed "$vxm" merge "$w/$(basename "$top")" --keep-merged --progress json --json --seed 1 "${vxm_opts[@]}"
-		vxm_row vxm merge_base_keep "vhdxmerge merge --keep-merged (into the base)" "$r"
+		vxm_row vxm merge_base_keep "vhdxmerge merge --keep-merged (into the base)" "$1"
+		rm -rf "$w"
+	}
+	op_merge_into() {
 		fresh "$main" "$w" "$(basename "$mid")" "$(basename "$midc")"
 		timed "$vxm" merge "$w/$(basename "$top")" --into "$w/$(basename "$mid")" --keep-merged \
 			--progress json --json --seed 1 "${vxm_opts[@]}"
-		vxm_row vxm merge_into "vhdxmerge merge --keep-merged --into $(basename "$mid")" "$r"
-		rm -rf "$w" "$work/new.vhdx"
-		timed "$vxm" convert "$top" "$work/new.vhdx" --progress json --json "${vxm_opts[@]}"
-		vxm_row vxm convert "vhdxmerge convert (a new VHDX)" "$r"
+		vxm_row vxm merge_into "vhdxmerge merge --keep-merged --into $(basename "$mid")" "$1"
+		rm -rf "$w"
+	}
+	op_convert() {
 		rm -f "$work/new.vhdx"
-	done
+		timed "$vxm" convert "$top" "$work/new.vhdx" --progress json --json "${vxm_opts[@]}"
+		vxm_row vxm convert "vhdxmerge convert (a new VHDX)" "$1"
+		rm -f "$work/new.vhdx"
+	}
+	ops+=("op_merge_base @" "op_merge_keep @" "op_merge_into @" "op_convert @")
 	if [ "$partial" = 0 ]; then
-		echo "perf: vhdxmerge on a chain with partial blocks (--partial 0.5)"
+		echo "perf: a chain with partial blocks (--partial 0.5)"
 		pc=$work/chain-partial
 		synth_chain "$pc" "$layers" "$unique" "$size" 0.5
-		for r in $(seq "$runs"); do
+		op_merge_partial() {
 			fresh "$pc" "$w" base.vhdx snap01.avhdx
 			timed "$vxm" merge "$(top_of "$w")" --keep-merged --progress json --json --seed 1 "${vxm_opts[@]}"
-			vxm_row vxm merge_base_partial "vhdxmerge merge --keep-merged, half the blocks partial" "$r"
-		done
-		rm -rf "$pc" "$w"
+			vxm_row vxm merge_base_partial "vhdxmerge merge --keep-merged, half the blocks partial" "$1"
+			rm -rf "$w"
+		}
+		ops+=("op_merge_partial @")
 	fi
 fi
-
-# ---- qemu -------------------------------------------------------------------------
 if want qemu; then
-	echo "perf: qemu-img on the equivalent qcow2 chain"
 	QC=$(jq .qcow2.commit_bytes "$meta")
 	QV=$(jq .qcow2.convert_bytes "$meta")
 	qtop=$(jq -r '.qcow2.files[-1]' "$meta")
 	qw=$work/qw
-	qfresh() { # base copied (commit writes it), the rest hard-linked (read only)
+	op_qemu_commit() { # ROUND MODE: base copied (commit writes it), the rest hard-linked (read only)
 		rm -rf "$qw"
 		mkdir -p "$qw"
 		cp --sparse=never "$mq/base.qcow2" "$qw/"
+		local f
 		for f in "$mq"/snap*.qcow2; do ln "$f" "$qw/"; done
+		timed qemu-img commit -q -t $2 -d -b "$qw/base.qcow2" "$qw/$(basename "$qtop")"
+		row qemu "qemu_commit_$2" "qemu-img commit -t $2 (-b base)" "$1" "$QC" "$QC" "$T_WALL" "$T_WALL"
+		rm -rf "$qw"
 	}
-	for r in $(seq "$runs"); do
-		for mode in none writeback; do
-			qfresh
-			timed qemu-img commit -q -t $mode -d -b "$qw/base.qcow2" "$qw/$(basename "$qtop")"
-			row qemu "qemu_commit_$mode" "qemu-img commit -t $mode (-b base)" "$r" "$QC" "$QC" "$T_WALL" "$T_WALL"
-		done
-		for mode in none writeback; do
-			rm -f "$work/new.qcow2"
-			timed qemu-img convert -t $mode -T $mode -O qcow2 "$qtop" "$work/new.qcow2"
-			row qemu "qemu_convert_$mode" "qemu-img convert -t $mode -T $mode -O qcow2" "$r" "$QV" "$QV" "$T_WALL" "$T_WALL"
-		done
-	done
-	rm -rf "$qw" "$work/new.qcow2"
+	op_qemu_convert() { # ROUND MODE
+		rm -f "$work/new.qcow2"
+		timed qemu-img convert -t $2 -T $2 -O qcow2 "$qtop" "$work/new.qcow2"
+		row qemu "qemu_convert_$2" "qemu-img convert -t $2 -T $2 -O qcow2" "$1" "$QV" "$QV" "$T_WALL" "$T_WALL"
+		rm -f "$work/new.qcow2"
+	}
+	ops+=("op_qemu_commit @ none" "op_qemu_commit @ writeback" "op_qemu_convert @ none"
+	      "op_qemu_convert @ writeback")
 fi
-
-# ---- level by level ----------------------------------------------------------------
 if want levels; then
-	echo "perf: level-by-level merging"
-	w=$work/w
 	naive=$(jq .main_plan.naive_copy_bytes "$meta")
-	for r in $(seq "$level_runs"); do
+	op_levels_vxm() {
+		[ "$1" -le "$level_runs" ] || return 0
 		fresh "$main" "$w"
 		cat >"$work/levels.sh" <<EOF
 set -e
@@ -382,16 +403,18 @@ for ((i = \${#files[@]} - 1; i > 0; i--)); do
 done
 EOF
 		timed bash "$work/levels.sh"
+		local moved
 		moved=$(jq -s 'map(.bytes_copied + .bytes_zeroed) | add' "$work/out.txt")
 		row levels levels_vxm "level by level: vhdxmerge merge snapN --into snapN-1, N = $((layers - 1))..1" \
-			"$r" "$U" "$moved" "$T_WALL" "$T_WALL"
-	done
-	rm -rf "$w"
+			"$1" "$U" "$moved" "$T_WALL" "$T_WALL"
+		rm -rf "$w"
+	}
+	ops+=("op_levels_vxm @")
 	if want qemu; then
 		# the same with qemu-img on the qcow2 chain: commit each file into
 		# its backing file, newest first (every file copied: each is written)
-		qw=$work/qw
-		for r in $(seq "$level_runs"); do
+		op_levels_qemu() {
+			[ "$1" -le "$level_runs" ] || return 0
 			rm -rf "$qw"
 			mkdir -p "$qw"
 			cp --sparse=never "$mq"/*.qcow2 "$qw/"
@@ -404,13 +427,45 @@ done
 EOF
 			timed bash "$work/qlevels.sh"
 			row levels levels_qemu "level by level: qemu-img commit -t none snapN (into snapN-1), N = $((layers - 1))..1" \
-				"$r" "$(jq .qcow2.commit_bytes "$meta")" "$naive" "$T_WALL" "$T_WALL"
-		done
-		rm -rf "$qw"
+				"$1" "$QC" "$naive" "$T_WALL" "$T_WALL"
+			rm -rf "$qw"
+		}
+		ops+=("op_levels_qemu @")
 	fi
 fi
+if want layers; then
+	echo "perf: chains of $scale_layers files at ~$scale_unique unique"
+	for n in $scale_layers; do
+		synth_chain "$work/chain-l$n" "$n" "$scale_unique" "$size" "$partial"
+	done
+	op_layers() { # ROUND N
+		local c=$work/chain-l$2
+		fresh "$c" "$w" base.vhdx snap01.avhdx
+		timed "$vxm" merge "$(top_of "$w")" --keep-merged --progress json --json --seed 1 "${vxm_opts[@]}"
+		vxm_row layers "layers_$2" "merge --keep-merged, $2 layers" "$1"
+		rm -rf "$w"
+	}
+	for n in $scale_layers; do ops+=("op_layers @ $n"); done
+fi
+if [ ${#ops[@]} -gt 0 ]; then
+	echo "perf: $runs interleaved rounds of ${#ops[@]} operations (level by level in the first $level_runs)"
+	for r in $(seq "$runs"); do
+		echo "perf: round $r"
+		for ((i = 0; i < ${#ops[@]}; i++)); do
+			o=${ops[(i + r - 1) % ${#ops[@]}]}
+			# "name @ args": @ is the round
+			set -- $o
+			fn=$1
+			shift 2
+			"$fn" "$r" "$@"
+		done
+	done
+fi
+rm -f "$work/raw-src.dat" "$work/raw-dst.dat"
+rm -rf "$work/chain-partial"
+for n in $scale_layers; do rm -rf "$work/chain-l$n" "$work/chain-l$n.synth.json"; done
 
-# ---- layers and sizes ------------------------------------------------------------------
+# ---- sizes ----------------------------------------------------------------------------
 scale_run() { # SECTION OP CHAIN LABEL
 	local w=$work/w
 	for r in $(seq "$runs"); do
@@ -420,15 +475,6 @@ scale_run() { # SECTION OP CHAIN LABEL
 	done
 	rm -rf "$w"
 }
-if want layers; then
-	echo "perf: merge time against chain length at ~$scale_unique unique"
-	for n in $scale_layers; do
-		c=$work/chain-l$n
-		synth_chain "$c" "$n" "$scale_unique" "$size" "$partial"
-		scale_run layers "layers_$n" "$c" "merge --keep-merged, $n layers"
-		rm -rf "$c" "$c.synth.json"
-	done
-fi
 if want sizes; then
 	echo "perf: merge time against unique bytes (copy path)"
 	for u in $scale_sizes; do
