@@ -53,7 +53,8 @@
 #                         the same bytes in VHDX and in 64 KiB qcow2 clusters)
 #   --zero Z              synth --zero (0.02)
 #   --seed N              (42)
-#   --runs N              timed runs per figure (5); --level-runs N (3)
+#   --runs N              interleaved rounds, one run of each figure per round
+#                         (5); --level-runs N: level by level in the first N (3)
 #   --queue-depth N       passed to vhdxmerge merge/convert (its default)
 #   --chunk-size S        passed to vhdxmerge merge/convert (its default)
 #   --io uring|psync      passed to vhdxmerge merge/convert (auto)
