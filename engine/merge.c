@@ -626,6 +626,19 @@ static int ex_reap(struct exec *x, unsigned min)
 	return 0;
 }
 
+/* Queues q, reaping completions while the ring is full. */
+static int ex_queue_wait(struct exec *x, struct vxm_req *q)
+{
+	int ret;
+
+	while ((ret = vxm_io_queue(x->io, q)) == -EBUSY) {
+		ret = ex_reap(x, 1);
+		if (ret)
+			return ret;
+	}
+	return ret;
+}
+
 static int ex_queue_transfer(struct exec *x, int layer, uint64_t src_off, uint64_t dst, uint64_t len);
 
 static int ex_queue_gather(struct exec *x, unsigned n);
@@ -692,7 +705,7 @@ static int ex_queue_transfer(struct exec *x, int layer, uint64_t src_off, uint64
 					  .owner = r };
 		r->reads_left = 1;
 		if (layer < 0) {
-			ret = vxm_io_queue(x->io, &r->wr);
+			ret = ex_queue_wait(x, &r->wr);
 		} else if (src->nov) {
 			/* a source replayed in memory: read through its overlay,
 			 * synchronously (a shared context drains first) */
@@ -700,20 +713,13 @@ static int ex_queue_transfer(struct exec *x, int layer, uint64_t src_off, uint64
 			if (!ret)
 				ret = vxm_image_pread(src, r->buf, n, src_off, x->err);
 			if (!ret)
-				ret = vxm_io_queue(x->io, &r->wr);
+				ret = ex_queue_wait(x, &r->wr);
 		} else {
 			r->rd = (struct vxm_req){ .op = VXM_IO_READ,
 						  .file = ex_file(x->dslot[layer], x->bslot[layer], src_off,
 								  n, x->ralign[layer]),
 						  .off = src_off, .len = n, .buf = r->buf, .owner = r };
-			ret = vxm_io_queue(x->io, &r->rd);
-		}
-		if (ret == -EBUSY) {
-			r->busy = false;
-			ret = ex_reap(x, 1);
-			if (ret)
-				return ret;
-			continue;
+			ret = ex_queue_wait(x, &r->rd);
 		}
 		if (ret)
 			return vxm_fail(x->err, ret, dst, "data I/O queue failed: %s", vxm_strerror(ret));
@@ -767,11 +773,7 @@ static int ex_queue_gather(struct exec *x, unsigned n)
 					       .buf = r->buf + boff, .owner = r };
 			nrd++;
 			r->reads_left++;
-			while ((ret = vxm_io_queue(x->io, q)) == -EBUSY) {
-				ret = ex_reap(x, 1);
-				if (ret)
-					return ret;
-			}
+			ret = ex_queue_wait(x, q);
 			if (ret)
 				return vxm_fail(x->err, ret, x->stg.dst + boff, "data I/O queue failed: %s",
 						vxm_strerror(ret));
@@ -780,11 +782,7 @@ static int ex_queue_gather(struct exec *x, unsigned n)
 	}
 	if (--r->reads_left)
 		return 0;
-	while ((ret = vxm_io_queue(x->io, &r->wr)) == -EBUSY) {
-		ret = ex_reap(x, 1);
-		if (ret)
-			return ret;
-	}
+	ret = ex_queue_wait(x, &r->wr);
 	return ret ? vxm_fail(x->err, ret, x->stg.dst, "data I/O queue failed: %s", vxm_strerror(ret)) : 0;
 }
 
@@ -1155,8 +1153,12 @@ static int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
 {
 	const struct vxm_merge_opts *o = x->o;
 	unsigned qd = o->queue_depth ? o->queue_depth : EX_QD_DEFAULT;
-	/* room for every read of every request's gathered write */
-	struct vxm_io_params p = { .queue_depth = qd * EX_SEGS < 4096 ? qd * EX_SEGS : qd > 4096 ? qd : 4096,
+	/* room for every read of every request's gathered write, within
+	 * 4096 entries unless the caller asked for more requests than that */
+	unsigned depth = qd * EX_SEGS;
+	if (depth > 4096)
+		depth = qd > 4096 ? qd : 4096;
+	struct vxm_io_params p = { .queue_depth = depth,
 				   .backend = o->backend, .log = o->log, .log_ctx = o->log_ctx };
 	struct stat st;
 	int ret;
