@@ -7,6 +7,9 @@
 # cache dropped, and prints one line per run (the pairs are read side by
 # side).  The README's request-size and gathering pairs come from this.
 #
+# Each line also gives the "open" time (until the copy phase starts) and the
+# time spent removing merged files (--full-copy).
+#
 # Usage: perf/ab.sh [--rounds N] [--work DIR] [--full-copy]
 #                   [--synth "ARGS"] VARIANT...
 #   VARIANT        LABEL=BINARY[:OPTIONS], e.g. "new=build-perf/vhdxmerge:--chunk-size 4M"
@@ -67,10 +70,16 @@ for r in $(seq "$rounds"); do
 		sleep 1
 		# shellcheck disable=SC2086
 		/usr/bin/time -f "%e %U %S %M" -o "$work/time" "$bin" merge "$w/$(basename "$top")" \
-			$keep --progress none --json --seed 1 $opts >"$work/out.json"
+			$keep --progress json --json --seed 1 $opts >"$work/out.json"
 		read -r wall user sys rss <"$work/time"
-		jq -r --arg r "$r" --arg l "$label" --arg wall "$wall" --arg rss "$rss" \
-			'"round \($r) \($l): \($wall) s wall, \(.seconds * 100 | floor / 100) s merge, \(.bytes_copied) bytes, \(.data_writes) writes, \(.bytes_copied / .seconds / 1e6 | floor) MB/s, rss \($rss) KiB"' \
+		# "open": until the copy phase starts (chain opened, validated, planned);
+		# "removal": the cleanup phase (deleting the merged files)
+		jq -r -s --arg r "$r" --arg l "$label" --arg wall "$wall" --arg rss "$rss" '
+			([.[] | select(.event == "summary")][0]) as $s |
+			([.[] | select(.event == "phase")]) as $p |
+			(($p | map(select(.phase == "copy")))[0].elapsed_s // 0) as $open |
+			(($p | map(select(.phase == "cleanup")))[0].elapsed_s // $s.seconds) as $rm |
+			"round \($r) \($l): \($wall) s wall, \($s.seconds * 100 | floor / 100) s merge (open \($open) s, removal \(($s.seconds - $rm) * 100 | floor / 100) s), \($s.bytes_copied) bytes, \($s.data_writes) writes, \($s.bytes_copied / $s.seconds / 1e6 | floor) MB/s, rss \($rss) KiB"' \
 			"$work/out.json"
 	done
 done
