@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
 	--work) work=$2; shift ;;
 	--full-copy) full=1 ;;
 	--synth) synth=$2; shift ;;
-	-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
 	-*) echo "ab.sh: unknown option $1" >&2; exit 2 ;;
 	*) break ;;
 	esac
