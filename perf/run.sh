@@ -10,15 +10,18 @@
 #            chain (perf/qcow2_chain.py: qemu-img create + qemu-io writes)
 #   raw      the raw limit: a direct-I/O copy of the same number of bytes,
 #            fio io_uring read || write (1 MiB x 32 and 4 MiB x 8) and
-#            dd iflag=direct oflag=direct bs=1M
+#            dd iflag=direct oflag=direct bs=1M; with vxm, also the 4 MiB
+#            copy followed by rm of copies of the files a merge removes (the
+#            limit for the whole job of a merge that deletes what it merged)
 #   vxm      vhdxmerge merge into the base (merged files removed, as a user
 #            runs it), the same with --keep-merged, merge --into the middle
 #            layer, convert to a new VHDX; a chain with partial blocks too
 #   qemu     qemu-img commit -b base (-t none, and the default writeback),
 #            qemu-img convert -O qcow2 (-t none -T none, and the default)
 #   levels   level-by-level merging as Hyper-V scripts do it, newest first,
-#            until one file is left: vhdxmerge merge snapN --into snapN-1, and
-#            qemu-img commit -t none snapN on the qcow2 chain
+#            until one file is left, each merged file deleted (as Merge-VHD
+#            does): vhdxmerge merge snapN --into snapN-1, and qemu-img commit
+#            -t none snapN then rm snapN on the qcow2 chain
 #   layers   merge time against chain length (--scale-layers) at equal
 #            unique bytes (--scale-unique-bytes)
 #   sizes    merge time against unique bytes (--scale-sizes), copy path
@@ -322,7 +325,32 @@ if want raw; then
 			"$R" "$R" "$s" "$s"
 		rm -f "$dst"
 	}
+	# The same copy, then removing fresh copies of the files a merge into the
+	# base removes (every file above the base): what the disk allows for the
+	# whole job such a merge does.  Freeing written blocks is not free (on a
+	# file system mounted with discard it waits for the device), and the
+	# plain copies above free nothing.
+	op_fio_free() { # ROUND BS QD
+		local fw=$work/free s rs re rm_s
+		rm -rf "$fw" "$dst"
+		mkdir -p "$fw"
+		cp --sparse=never "$main"/snap*.avhdx "$fw/"
+		timed fio --output-format=json --output="$work/fio.json" \
+			--ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 --fallocate=none \
+			--name=rd --filename="$src" --rw=read --bs=$2 --iodepth=$3 --size="$R" \
+			--name=wr --filename="$dst" --rw=write --bs=$2 --iodepth=$3 --size="$R"
+		s=$(jq '[.jobs[] | (.read.runtime, .write.runtime)] | max / 1000' "$work/fio.json")
+		rs=$(date +%s.%N)
+		rm -rf "$fw"
+		re=$(date +%s.%N)
+		rm_s=$(awk -v a="$rs" -v b="$re" 'BEGIN { printf "%.3f", b - a }')
+		row raw "fio_copy_free_$2_qd$3" \
+			"direct-I/O copy: fio io_uring bs $2 qd $3, then rm of the $((layers - 1)) files a merge removes" \
+			"$1" "$R" "$R" "$(awk -v a="$s" -v b="$rm_s" 'BEGIN { printf "%.3f", a + b }')" "$s" "$rm_s"
+		rm -f "$dst"
+	}
 	ops+=("op_fio @ 1M 32" "op_fio @ 4M 8" "op_dd @")
+	want vxm && ops+=("op_fio_free @ 4M 8")
 fi
 if want vxm; then
 	mid=$(ls "$main"/snap*.avhdx | sort | sed -n "$(( (layers - 1) / 2 ))p")
@@ -424,11 +452,16 @@ set -e
 files=(\$(ls "$qw"/base.qcow2 "$qw"/snap*.qcow2 | sort))
 for ((i = \${#files[@]} - 1; i > 0; i--)); do
 	qemu-img commit -q -t none "\${files[i]}"
+	s=\$(date +%s.%N)
+	rm -f "\${files[i]}"
+	echo "\$s \$(date +%s.%N)" >>"$work/qrm.txt"
 done
 EOF
+			rm -f "$work/qrm.txt"
 			timed bash "$work/qlevels.sh"
-			row levels levels_qemu "level by level: qemu-img commit -t none snapN (into snapN-1), N = $((layers - 1))..1" \
-				"$1" "$QC" "$naive" "$T_WALL" "$T_WALL"
+			row levels levels_qemu "level by level: qemu-img commit -t none snapN (into snapN-1), then rm snapN, N = $((layers - 1))..1" \
+				"$1" "$QC" "$naive" "$T_WALL" "$T_WALL" \
+				"$(awk '{ t += $2 - $1 } END { printf "%.3f", t }' "$work/qrm.txt")"
 			rm -rf "$qw"
 		}
 		ops+=("op_levels_qemu @")
