@@ -304,16 +304,35 @@ if want raw; then
 	echo "perf: raw direct-I/O copies of $R bytes"
 	fio --name=prep --filename="$src" --rw=write --bs=1M --size="$R" --direct=1 \
 		--ioengine=io_uring --iodepth=32 --output=/dev/null >/dev/null
-	op_fio() { # ROUND BS QD
-		rm -f "$dst"
+	# With "free", the copy is followed by removing fresh copies of the files
+	# a merge into the base removes (every file above the base): what the
+	# disk allows for the whole job of such a merge.  Freeing written blocks
+	# is not free (on a file system mounted with discard it waits for the
+	# device), and a plain copy frees nothing.
+	op_fio() { # ROUND BS QD [free]
+		local fw=$work/free s rs re rm_s=0
+		rm -rf "$dst" "$fw"
+		if [ "${4:-}" = free ]; then
+			mkdir -p "$fw"
+			cp --sparse=never "$main"/snap*.avhdx "$fw/"
+		fi
 		timed fio --output-format=json --output="$work/fio.json" \
 			--ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 --fallocate=none \
 			--name=rd --filename="$src" --rw=read --bs=$2 --iodepth=$3 --size="$R" \
 			--name=wr --filename="$dst" --rw=write --bs=$2 --iodepth=$3 --size="$R"
-		local s
 		s=$(jq '[.jobs[] | (.read.runtime, .write.runtime)] | max / 1000' "$work/fio.json")
-		row raw "fio_copy_$2_qd$3" "direct-I/O copy: fio io_uring read || write, bs $2 qd $3" \
-			"$1" "$R" "$R" "$s" "$s"
+		if [ "${4:-}" = free ]; then
+			rs=$(date +%s.%N)
+			rm -rf "$fw"
+			re=$(date +%s.%N)
+			rm_s=$(awk -v a="$rs" -v b="$re" 'BEGIN { printf "%.3f", b - a }')
+			row raw "fio_copy_free_$2_qd$3" \
+				"direct-I/O copy: fio io_uring bs $2 qd $3, then rm of the $((layers - 1)) files a merge removes" \
+				"$1" "$R" "$R" "$(awk -v a="$s" -v b="$rm_s" 'BEGIN { printf "%.3f", a + b }')" "$s" "$rm_s"
+		else
+			row raw "fio_copy_$2_qd$3" "direct-I/O copy: fio io_uring read || write, bs $2 qd $3" \
+				"$1" "$R" "$R" "$s" "$s"
+		fi
 		rm -f "$dst"
 	}
 	op_dd() {
@@ -325,32 +344,8 @@ if want raw; then
 			"$R" "$R" "$s" "$s"
 		rm -f "$dst"
 	}
-	# The same copy, then removing fresh copies of the files a merge into the
-	# base removes (every file above the base): what the disk allows for the
-	# whole job such a merge does.  Freeing written blocks is not free (on a
-	# file system mounted with discard it waits for the device), and the
-	# plain copies above free nothing.
-	op_fio_free() { # ROUND BS QD
-		local fw=$work/free s rs re rm_s
-		rm -rf "$fw" "$dst"
-		mkdir -p "$fw"
-		cp --sparse=never "$main"/snap*.avhdx "$fw/"
-		timed fio --output-format=json --output="$work/fio.json" \
-			--ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 --fallocate=none \
-			--name=rd --filename="$src" --rw=read --bs=$2 --iodepth=$3 --size="$R" \
-			--name=wr --filename="$dst" --rw=write --bs=$2 --iodepth=$3 --size="$R"
-		s=$(jq '[.jobs[] | (.read.runtime, .write.runtime)] | max / 1000' "$work/fio.json")
-		rs=$(date +%s.%N)
-		rm -rf "$fw"
-		re=$(date +%s.%N)
-		rm_s=$(awk -v a="$rs" -v b="$re" 'BEGIN { printf "%.3f", b - a }')
-		row raw "fio_copy_free_$2_qd$3" \
-			"direct-I/O copy: fio io_uring bs $2 qd $3, then rm of the $((layers - 1)) files a merge removes" \
-			"$1" "$R" "$R" "$(awk -v a="$s" -v b="$rm_s" 'BEGIN { printf "%.3f", a + b }')" "$s" "$rm_s"
-		rm -f "$dst"
-	}
 	ops+=("op_fio @ 1M 32" "op_fio @ 4M 8" "op_dd @")
-	want vxm && ops+=("op_fio_free @ 4M 8")
+	want vxm && ops+=("op_fio @ 4M 8 free")
 fi
 if want vxm; then
 	mid=$(ls "$main"/snap*.avhdx | sort | sed -n "$(( (layers - 1) / 2 ))p")
