@@ -19,7 +19,10 @@ The copy followed by removing the files a merge removes (fio_copy_free_*) is
 not one of the best copies: it is the limit of a merge's whole job, and the
 merge into the base is also divided by it, round by round.
 Operations timed outside the rounds (sizes, reflink, rss) are divided by the
-median rates instead.
+median rates instead.  "disk busy %" is the share of the run's wall time the
+disk had a request in flight (its io_ticks), the mean queue its requests'
+summed time in the queue over the wall time (/proc/diskstats): a run near
+100 % busy is bounded by the disk, whatever its seconds.
 """
 import csv
 import json
@@ -46,6 +49,9 @@ def load_runs(out):
                                              "sys_s", "rss_kb", "load1")}
             run["round"] = int(r["run"])
             run["cleanup_s"] = float(r.get("cleanup_s") or 0)
+            # the disk's counters over the run (absent from older runs)
+            for k in ("disk_busy_pct", "disk_queue", "disk_read_bytes", "disk_write_bytes"):
+                run[k] = float(r[k]) if r.get(k) else None
             o["runs"].append(run)
     res = {}
     for name, o in ops.items():
@@ -64,6 +70,8 @@ def load_runs(out):
             "rss_mib": max(r["rss_kb"] for r in rs) / 1024,
             "load1": med([r["load1"] for r in rs]),
             "cleanup_s": med([r["cleanup_s"] for r in rs]),
+            "disk_busy_pct": med([r["disk_busy_pct"] for r in rs if r["disk_busy_pct"] is not None]),
+            "disk_queue": med([r["disk_queue"] for r in rs if r["disk_queue"] is not None]),
             "by_round": {r["round"]: r for r in rs},
         }
     return res
@@ -80,6 +88,10 @@ def per_round(a, b, f):
 
 def ratios(xs):
     return ", ".join(format(x, ".2f") for x in xs)
+
+
+def disk_q(v):
+    return "" if v["disk_queue"] is None else f" ({v['disk_queue']:.1f})"
 
 
 def fmt(x, spec, dash="-"):
@@ -191,8 +203,9 @@ def build(out):
              f"load average {' '.join(m['load_start'])} at the start, {' '.join(m.get('load_end', ['?']))} at the end "
              f"(other jobs share the machine: timings are noisy).")
     L.append("")
-    L.append("| operation | GB | median s (min-max) | MB/s | x raw copy | vs qemu peer | CPU s/GB | peak RSS MiB | load |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("| operation | GB | median s (min-max) | MB/s | x raw copy | vs qemu peer | CPU s/GB | peak RSS MiB | load "
+             "| disk busy % (mean queue) |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     order = ["raw", "vxm", "qemu", "levels", "layers", "sizes", "reflink", "rss"]
     for sec in order:
         for k, v in sorted(((k, v) for k, v in res.items() if v["section"] == sec),
@@ -209,7 +222,8 @@ def build(out):
             L.append(f"| {v['label']}{extra} | {v['bytes'] / GB:.2f} | {v['seconds']:.2f} "
                      f"({v['seconds_min']:.2f}-{v['seconds_max']:.2f}) | {fmt(v['mbps'], '.0f')} | "
                      f"{fmt(v['x_raw'], '.2f')} | {fmt(v['vs_qemu'], '.2f')} | {fmt(v['cpu_per_gb'], '.2f')} | "
-                     f"{v['rss_mib']:.0f} | {fmt(v['load1'], '.1f')} |")
+                     f"{v['rss_mib']:.0f} | {fmt(v['load1'], '.1f')} | "
+                     f"{fmt(v['disk_busy_pct'], '.0f')}{disk_q(v)} |")
     L.append("")
     L.append("| target | reached | measured |")
     L.append("|---|---|---|")

@@ -138,7 +138,7 @@ vxm_opts=()
 [ -n "$chunk" ] && vxm_opts+=(--chunk-size "$chunk")
 [ -n "$io" ] && vxm_opts+=(--io "$io")
 
-can_drop=0
+can_drop=0 T_DISK=0,0,0,0
 [ -w /proc/sys/vm/drop_caches ] && can_drop=1
 drop_caches() {
 	sync
@@ -157,7 +157,7 @@ cleanup() {
 trap cleanup EXIT
 csv=$out/runs.csv
 meta=$out/meta.json
-echo "section,op,label,run,bytes,moved,seconds,copy_s,user_s,sys_s,rss_kb,load1,cleanup_s" >"$csv"
+echo "section,op,label,run,bytes,moved,seconds,copy_s,user_s,sys_s,rss_kb,load1,cleanup_s,disk_busy_pct,disk_queue,disk_read_bytes,disk_write_bytes" >"$csv"
 
 # ---- machine --------------------------------------------------------------
 dev=$(df --output=source "$work" | tail -1)
@@ -186,25 +186,43 @@ echo "perf: $(jq -r '"\(.cpu), \(.cpus) CPUs, \(.mem_bytes/1073741824|floor) GiB
 [ $can_drop = 1 ] || echo "perf: not root: caches are NOT dropped between runs" >&2
 
 # ---- measuring --------------------------------------------------------------
+# The disk's own counters (/proc/diskstats) around a run say whether it kept
+# the device busy, whatever the seconds were: sectors read and written, the
+# time with any request in flight (io_ticks) and the requests' summed time
+# in the queue (weighted ms; over the wall time, the mean queue depth).
+disk_snap() {
+	awk -v d="$blk" '$3 == d { print $6, $10, $13, $14 }' /proc/diskstats
+}
 # timed CMD...: runs CMD with caches dropped; stdout in $work/out.txt; sets
-# T_WALL T_USR T_SYS T_RSS T_LOAD.
+# T_WALL T_USR T_SYS T_RSS T_LOAD, and T_DISK (busy %, mean queue, bytes
+# read, bytes written over the run, or "0,0,0,0" without counters).
 timed() {
 	drop_caches
 	T_LOAD=$(cut -d' ' -f1 /proc/loadavg)
+	local d0 d1 t0 t1
+	d0=$(disk_snap)
+	t0=$(date +%s.%N)
 	if ! /usr/bin/time -f "%e %U %S %M" -o "$work/time.txt" "$@" >"$work/out.txt" 2>"$work/err.txt"; then
 		echo "perf: failed: $*" >&2
 		tail -5 "$work/err.txt" >&2
 		return 1
 	fi
+	t1=$(date +%s.%N)
+	d1=$(disk_snap)
 	read -r T_WALL T_USR T_SYS T_RSS <"$work/time.txt"
+	T_DISK=$(awk -v a="$d0" -v b="$d1" -v t0="$t0" -v t1="$t1" 'BEGIN {
+		n = split(a, x, " "); split(b, y, " "); ms = (t1 - t0) * 1000
+		if (n < 4 || ms <= 0) { print "0,0,0,0"; exit }
+		printf "%.1f,%.2f,%.0f,%.0f", (y[3] - x[3]) / ms * 100, (y[4] - x[4]) / ms,
+			(y[1] - x[1]) * 512, (y[2] - x[2]) * 512 }')
 }
 # row SECTION OP LABEL RUN BYTES MOVED SECONDS COPY_S [CLEANUP_S]: RUN is the
 # round; CLEANUP_S the seconds a merge spent removing the merged files
 row() {
-	echo "$1,$2,\"$3\",$4,$5,$6,$7,$8,$T_USR,$T_SYS,$T_RSS,$T_LOAD,${9:-0}" >>"$csv"
-	printf "  %-34s run %s: %7.2f s  %s  rss %s MiB  load %s\n" "$2" "$4" "$7" \
+	echo "$1,$2,\"$3\",$4,$5,$6,$7,$8,$T_USR,$T_SYS,$T_RSS,$T_LOAD,${9:-0},$T_DISK" >>"$csv"
+	printf "  %-34s run %s: %7.2f s  %s  rss %s MiB  load %s  disk busy %s%%, queue %s\n" "$2" "$4" "$7" \
 		"$(awk -v b="$5" -v s="$7" 'BEGIN { if (s > 0) printf "%6.0f MB/s", b / s / 1e6 }')" \
-		"$((T_RSS / 1024))" "$T_LOAD"
+		"$((T_RSS / 1024))" "$T_LOAD" "$(cut -d, -f1 <<<"$T_DISK")" "$(cut -d, -f2 <<<"$T_DISK")"
 }
 # vxm_row SECTION OP LABEL RUN: a vhdxmerge --progress json --json run in out.txt
 vxm_row() {
