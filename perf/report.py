@@ -21,8 +21,9 @@ merge into the base is also divided by it, round by round.
 Operations timed outside the rounds (sizes, reflink, rss) are divided by the
 median rates instead.  "disk busy %" is the share of the run's wall time the
 disk had a request in flight (its io_ticks), the mean queue its requests'
-summed time in the queue over the wall time (/proc/diskstats): a run near
-100 % busy is bounded by the disk, whatever its seconds.
+summed time in the queue over the wall time (/proc/diskstats).  Busy alone
+does not say the disk is saturated (one request at a time keeps it busy as
+well: dd); the queue says how much the run asked of it.
 """
 import csv
 import json
