@@ -44,6 +44,7 @@
 #include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -447,6 +448,12 @@ struct exec {
 	uint8_t *blk_bits;        /* resolved sectors of the block (differencing D) */
 	/* data path */
 	struct vxm_io dio;
+	/* the request buffers and the zero buffer in one area: for direct
+	 * I/O on the NUMA node the merge runs on, huge-page backed (io/topo.c,
+	 * mem); on a shared context plain heap memory (heap) */
+	struct vxm_topo *topo;
+	struct vxm_topo_mem mem;
+	uint8_t *heap;
 	bool dio_up;
 	struct vxm_io *io;        /* &dio, or the caller's single context */
 	int dslot[VXM_CHAIN_MAX_DEPTH];
@@ -1140,12 +1147,14 @@ static void ex_fini(struct exec *x)
 				vxm_io_close(x->io, x->dslot[i]);
 	if (!x->dio_up && x->io && x->dslot_d_open)
 		vxm_io_close(x->io, x->dslot_d);
-	for (unsigned i = 0; x->q && i < x->qd; i++)
-		free(x->q[i].buf);
+	vxm_topo_free(x->topo, &x->mem); /* after the context that registered it */
+	vxm_topo_close(x->topo);
+	free(x->heap);
 	free(x->q);
-	free(x->zero);
 	free(x->blk_bits);
 }
+
+#define EX_HUGE (2u << 20) /* a huge page */
 
 /* Sets up the data path: its own I/O context and descriptors, so the
  * metadata reads of the planner never wait behind data requests. */
@@ -1178,15 +1187,37 @@ static int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
 	x->qd = qd;
 	x->chunk = o->chunk_size ? o->chunk_size : EX_CHUNK_DEFAULT;
 	x->q = calloc(x->qd, sizeof(*x->q));
-	x->zero = aligned_alloc(4096, x->chunk);
-	if (!x->q || !x->zero)
+	if (!x->q)
 		return vxm_fail(x->err, -ENOMEM, VXM_OFF_NONE, "out of memory");
-	memset(x->zero, 0, x->chunk);
-	for (unsigned i = 0; i < x->qd; i++) {
-		x->q[i].buf = aligned_alloc(4096, x->chunk);
-		if (!x->q[i].buf)
+	/* Direct I/O: buffers on the node of the CPU running the merge, each
+	 * on 2 MiB boundaries when a chunk is that large, so that huge pages
+	 * let a 4 MiB request reach the disk as a few large segments instead
+	 * of 1,024 pages (virtio-blk takes 254 segments a request: ~0.8 MiB
+	 * requests from 4 KiB pages).  Without a topology: one node, nothing
+	 * bound.  A shared context (buffered; tests) keeps plain heap memory,
+	 * touched only where used. */
+	size_t stride = x->chunk >= EX_HUGE ? (x->chunk + EX_HUGE - 1) / EX_HUGE * EX_HUGE : x->chunk;
+	size_t area = stride * (x->qd + 1);
+	uint8_t *base;
+	if (x->dio_up) {
+		if (vxm_topo_open(&x->topo, NULL))
+			x->topo = NULL;
+		int cpu = sched_getcpu();
+		int nd = x->topo && cpu >= 0 ? vxm_topo_cpu_node(x->topo, (unsigned)cpu) : -1;
+		ret = vxm_topo_alloc(x->topo, nd > 0 ? (unsigned)nd : 0, area, &x->mem);
+		if (ret)
+			return vxm_fail(x->err, ret, VXM_OFF_NONE, "cannot allocate %zu bytes of I/O buffers: %s",
+					area, vxm_strerror(ret));
+		base = x->mem.p; /* zero-filled (vxm_topo_alloc I2) */
+	} else {
+		base = x->heap = aligned_alloc(4096, area);
+		if (!base)
 			return vxm_fail(x->err, -ENOMEM, VXM_OFF_NONE, "out of memory");
+		memset(base + stride * x->qd, 0, x->chunk);
 	}
+	for (unsigned i = 0; i < x->qd; i++)
+		x->q[i].buf = base + stride * i;
+	x->zero = base + stride * x->qd;
 	if (x->dio_up) { /* fixed buffers (io_uring READ/WRITE_FIXED): best effort */
 		void **bufs = calloc(x->qd + 1, sizeof(*bufs));
 		size_t *lens = calloc(x->qd + 1, sizeof(*lens));
