@@ -74,6 +74,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=perf/diskstat.sh
+. "$here/perf/diskstat.sh"
 size=8G layers=10 unique=3G bs=2M partial=0 zero=0.02 seed=42 runs=5 level_runs=3
 qd="" chunk="" io="" scale_layers="3 10 30" scale_unique=2G scale_sizes="1G 2G 4G"
 reflink_sizes="1G 2G 4G 8G" rss_size=2T rss_layers=30 skip="" keep=0
@@ -160,10 +162,8 @@ meta=$out/meta.json
 echo "section,op,label,run,bytes,moved,seconds,copy_s,user_s,sys_s,rss_kb,load1,cleanup_s,disk_busy_pct,disk_queue,disk_read_bytes,disk_write_bytes" >"$csv"
 
 # ---- machine --------------------------------------------------------------
-dev=$(df --output=source "$work" | tail -1)
 fstype=$(df --output=fstype "$work" | tail -1)
-blk=$(basename "$(readlink -f "$dev")" | sed 's/[0-9]*$//; s/p$//')
-[ -e /sys/block/$blk ] || blk=$(lsblk -no pkname "$dev" 2>/dev/null | head -1 || true)
+blk=$(disk_of "$work")
 sched=$(cat /sys/block/$blk/queue/scheduler 2>/dev/null | sed 's/.*\[\(.*\)\].*/\1/' || echo "?")
 python3 - "$meta" <<EOF
 import json, os, platform, subprocess, sys
@@ -186,13 +186,8 @@ echo "perf: $(jq -r '"\(.cpu), \(.cpus) CPUs, \(.mem_bytes/1073741824|floor) GiB
 [ $can_drop = 1 ] || echo "perf: not root: caches are NOT dropped between runs" >&2
 
 # ---- measuring --------------------------------------------------------------
-# The disk's own counters (/proc/diskstats) around a run say whether it kept
-# the device busy, whatever the seconds were: sectors read and written, the
-# time with any request in flight (io_ticks) and the requests' summed time
-# in the queue (weighted ms; over the wall time, the mean queue depth).
-disk_snap() {
-	awk -v d="$blk" '$3 == d { print $6, $10, $13, $14 }' /proc/diskstats
-}
+# The disk's own counters around every run (disk_snap, disk_delta from
+# perf/diskstat.sh): what the run asked of the device, whatever the seconds.
 # timed CMD...: runs CMD with caches dropped; stdout in $work/out.txt; sets
 # T_WALL T_USR T_SYS T_RSS T_LOAD, and T_DISK (busy %, mean queue, bytes
 # read, bytes written over the run, or "0,0,0,0" without counters).
@@ -200,7 +195,7 @@ timed() {
 	drop_caches
 	T_LOAD=$(cut -d' ' -f1 /proc/loadavg)
 	local d0 d1 t0 t1
-	d0=$(disk_snap)
+	d0=$(disk_snap "$blk")
 	t0=$(date +%s.%N)
 	if ! /usr/bin/time -f "%e %U %S %M" -o "$work/time.txt" "$@" >"$work/out.txt" 2>"$work/err.txt"; then
 		echo "perf: failed: $*" >&2
@@ -208,13 +203,9 @@ timed() {
 		return 1
 	fi
 	t1=$(date +%s.%N)
-	d1=$(disk_snap)
+	d1=$(disk_snap "$blk")
 	read -r T_WALL T_USR T_SYS T_RSS <"$work/time.txt"
-	T_DISK=$(awk -v a="$d0" -v b="$d1" -v t0="$t0" -v t1="$t1" 'BEGIN {
-		n = split(a, x, " "); split(b, y, " "); ms = (t1 - t0) * 1000
-		if (n < 4 || ms <= 0) { print "0,0,0,0"; exit }
-		printf "%.1f,%.2f,%.0f,%.0f", (y[3] - x[3]) / ms * 100, (y[4] - x[4]) / ms,
-			(y[1] - x[1]) * 512, (y[2] - x[2]) * 512 }')
+	T_DISK=$(disk_delta "$d0" "$d1" "$t0" "$t1")
 }
 # row SECTION OP LABEL RUN BYTES MOVED SECONDS COPY_S [CLEANUP_S]: RUN is the
 # round; CLEANUP_S the seconds a merge spent removing the merged files
