@@ -404,11 +404,16 @@ done:
 
 /* ---- the executor ------------------------------------------------------------------ */
 
-/* pieces of the sources gathered into one write (ex_transfer) */
-#define EX_SEGS 8
+/* pieces of the sources gathered into one write (ex_transfer): twice a
+ * page's worth of 512-byte sectors, so that a page-aligned cut of a full
+ * stage always leaves something before it (ex_stage_cut) */
+#define EX_SEGS 16
+
+#define EX_ZERO (-1) /* a piece of zeros */
+#define EX_DEST (-2) /* a piece of D's own sectors, read back (padding) */
 
 struct ex_seg {
-	int layer; /* < 0: zeros */
+	int layer; /* or EX_ZERO, EX_DEST */
 	uint64_t src, len;
 };
 
@@ -417,6 +422,7 @@ struct dreq {
 	struct vxm_req xrd[EX_SEGS - 1]; /* the other reads of a gathered write */
 	unsigned reads_left;       /* reads to complete before wr is queued */
 	uint64_t zlen;             /* bytes of wr zeroed in buf, not read */
+	uint64_t plen;             /* bytes of wr that are D's own (padding) */
 	uint8_t *buf;
 	bool busy;
 	int layer;         /* for a clone that falls back to a copy */
@@ -464,10 +470,17 @@ struct exec {
 	 * (bslot, bslot_d; the same slots otherwise) */
 	int bslot[VXM_CHAIN_MAX_DEPTH], bslot_d;
 	uint32_t ralign[VXM_CHAIN_MAX_DEPTH]; /* O_DIRECT read alignment of each layer */
+	uint32_t dalign;          /* ... and of D (its own sectors read back) */
+	/* 0, or the page size every direct write to D covers whole, so that no
+	 * page of D is in two requests at once nor written buffered */
+	uint32_t pad;
+	uint64_t pad_end;         /* no padding past this offset (a raw output's end) */
 	struct dreq *q;
 	unsigned qd;
 	uint32_t chunk;
 	uint64_t writes; /* data write requests completed */
+	uint64_t buffered; /* ... their bytes written buffered (not through dio_d) */
+	int dio_d;         /* D's O_DIRECT slot, or -1 */
 	/* the transfers held back for one write: the next one joins while it
 	 * continues them in the destination (up to chunk bytes, EX_SEGS
 	 * pieces; a piece grows while its source continues too), so blocks
@@ -512,7 +525,8 @@ static uint32_t ex_dio_align(const char *path)
 	if (!statx(AT_FDCWD, path, 0, STATX_DIOALIGN, &sx) && (sx.stx_mask & STATX_DIOALIGN) &&
 	    sx.stx_dio_offset_align && sx.stx_dio_offset_align <= EX_DIO_ALIGN &&
 	    sx.stx_dio_mem_align <= EX_DIO_ALIGN)
-		return sx.stx_dio_offset_align;
+		return sx.stx_dio_offset_align > sx.stx_dio_mem_align ? sx.stx_dio_offset_align :
+									 sx.stx_dio_mem_align;
 #else
 	(void)path;
 #endif
@@ -609,11 +623,13 @@ static int ex_reap(struct exec *x, unsigned min)
 		if (q->buf == x->zero) {
 			x->zeroed += q->len;
 		} else {
-			x->copied += q->len - r->zlen;
+			x->copied += q->len - r->zlen - r->plen;
 			x->zeroed += r->zlen;
 		}
-		x->done += q->len;
+		x->done += q->len - r->plen;
 		x->writes++;
+		if (q->file != x->dio_d)
+			x->buffered += q->len;
 		if (r->more) { /* the next piece of a clone copied instead */
 			uint64_t n = r->more < x->chunk ? r->more : x->chunk;
 			r->more -= n;
@@ -650,15 +666,93 @@ static int ex_queue_transfer(struct exec *x, int layer, uint64_t src_off, uint64
 
 static int ex_queue_gather(struct exec *x, unsigned n);
 
-/* Queues the held-back transfers, if any. */
-static int ex_stage_flush(struct exec *x)
+/* Queues the held-back transfers as they are, if any; the stage is left
+ * empty at their end. */
+static int ex_stage_queue(struct exec *x)
+{
+	unsigned n = x->stg.n, real = 0;
+	if (!n)
+		return 0; /* (a drain inside ex_queue_gather: the stage is its) */
+	for (unsigned i = 0; i < n; i++)
+		real += x->stg.seg[i].layer != EX_DEST;
+	x->stg.n = 0;
+	int ret = 0;
+	if (n == 1 && real)
+		ret = ex_queue_transfer(x, x->stg.seg[0].layer, x->stg.seg[0].src, x->stg.dst,
+					x->stg.len);
+	else if (real)
+		ret = ex_queue_gather(x, n);
+	x->stg.dst += x->stg.len; /* nothing but D's own sectors: nothing to write */
+	x->stg.len = 0;
+	return ret;
+}
+
+/* Appends a piece at the stage's end (room checked by the caller). */
+static void ex_stage_add(struct exec *x, int layer, uint64_t src, uint64_t len)
 {
 	unsigned n = x->stg.n;
-	x->stg.n = 0;
-	if (n == 1)
-		return ex_queue_transfer(x, x->stg.seg[0].layer, x->stg.seg[0].src, x->stg.dst,
-					 x->stg.len);
-	return n ? ex_queue_gather(x, n) : 0;
+	struct ex_seg *last = n ? &x->stg.seg[n - 1] : NULL;
+	if (last && last->layer == layer && (layer == EX_ZERO || last->src + last->len == src))
+		last->len += len;
+	else
+		x->stg.seg[x->stg.n++] = (struct ex_seg){ .layer = layer, .src = src, .len = len };
+	x->stg.len += len;
+}
+
+/* Pad mode, a stage of EX_SEGS pieces ending inside a page: queues it up
+ * to the page boundary and keeps the rest as the next stage's start.  The
+ * stage starts on a page and a page holds at most 8 pieces (all of them
+ * whole sectors), so the cut leaves pieces on both sides. */
+static int ex_stage_cut(struct exec *x)
+{
+	struct ex_seg tail[EX_SEGS];
+	unsigned n = x->stg.n, nt = 0;
+	uint64_t end = x->stg.dst + x->stg.len, cut = end - end % x->pad, pos = end;
+	if (cut <= x->stg.dst)
+		return vxm_fail(x->err, -EINVAL, x->stg.dst, "internal: a stage of %u pieces inside one page",
+				n);
+	while (pos > cut) {
+		struct ex_seg *sg = &x->stg.seg[n - 1];
+		uint64_t start = pos - sg->len;
+		if (start >= cut) {
+			tail[nt++] = *sg;
+			n--;
+			pos = start;
+		} else {
+			uint64_t keep = cut - start;
+			tail[nt++] = (struct ex_seg){ .layer = sg->layer,
+						      .src = sg->layer == EX_ZERO ? 0 : sg->src + keep,
+						      .len = sg->len - keep };
+			sg->len = keep;
+			pos = cut;
+		}
+	}
+	x->stg.n = n;
+	x->stg.len = cut - x->stg.dst;
+	int ret = ex_stage_queue(x);
+	for (unsigned i = 0; i < nt; i++)
+		x->stg.seg[i] = tail[nt - 1 - i];
+	x->stg.n = nt;
+	x->stg.len = end - cut;
+	return ret;
+}
+
+/* Queues the held-back transfers, if any; in pad mode up to the end of
+ * their last page, with D's own sectors after them. */
+static int ex_stage_flush(struct exec *x)
+{
+	if (x->pad && x->stg.n) {
+		uint64_t end = x->stg.dst + x->stg.len, up = end + (x->pad - end % x->pad) % x->pad;
+		if (up != end && up <= x->pad_end) {
+			if (x->stg.n == EX_SEGS) {
+				int ret = ex_stage_cut(x);
+				if (ret)
+					return ret;
+			}
+			ex_stage_add(x, EX_DEST, end, up - end);
+		}
+	}
+	return ex_stage_queue(x);
 }
 
 static int ex_drain(struct exec *x)
@@ -677,6 +771,7 @@ static int ex_slot(struct exec *x, struct dreq **out)
 				x->q[i].busy = true;
 				x->q[i].more = 0;
 				x->q[i].zlen = 0;
+				x->q[i].plen = 0;
 				*out = &x->q[i];
 				return 0;
 			}
@@ -760,9 +855,23 @@ static int ex_queue_gather(struct exec *x, unsigned n)
 		int layer = x->stg.seg[i].layer;
 		uint64_t src_off = x->stg.seg[i].src, len = x->stg.seg[i].len;
 		struct vxm_image *src = layer >= 0 ? x->c->layer[layer].img : NULL;
-		if (layer < 0) {
+		if (layer == EX_ZERO) {
 			memset(r->buf + boff, 0, len);
 			r->zlen += len;
+		} else if (layer == EX_DEST) {
+			/* no request in flight writes these sectors (ex_transfer_pad) */
+			struct vxm_req *q = nrd ? &r->xrd[nrd - 1] : &r->rd;
+			int file = boff % x->dalign ? x->bslot_d :
+				   ex_file(x->dslot_d, x->bslot_d, src_off, len, x->dalign);
+			*q = (struct vxm_req){ .op = VXM_IO_READ, .file = file, .off = src_off, .len = len,
+					       .buf = r->buf + boff, .owner = r };
+			nrd++;
+			r->reads_left++;
+			r->plen += len;
+			ret = ex_queue_wait(x, q);
+			if (ret)
+				return vxm_fail(x->err, ret, src_off, "data I/O queue failed: %s",
+						vxm_strerror(ret));
 		} else if (src->nov) {
 			/* a source replayed in memory: read through its overlay
 			 * (a shared context drains first; nothing is held back) */
@@ -774,7 +883,7 @@ static int ex_queue_gather(struct exec *x, unsigned n)
 		} else {
 			struct vxm_req *q = nrd ? &r->xrd[nrd - 1] : &r->rd;
 			/* O_DIRECT wants the memory aligned too */
-			int file = boff % EX_DIO_ALIGN ? x->bslot[layer] :
+			int file = boff % x->ralign[layer] ? x->bslot[layer] :
 				   ex_file(x->dslot[layer], x->bslot[layer], src_off, len, x->ralign[layer]);
 			*q = (struct vxm_req){ .op = VXM_IO_READ, .file = file, .off = src_off, .len = len,
 					       .buf = r->buf + boff, .owner = r };
@@ -797,8 +906,12 @@ static int ex_queue_gather(struct exec *x, unsigned n)
  * the destination (ex_queue_gather).  Every ex_drain queues what is held
  * back first, so commits, barriers and synchronous metadata reads see every
  * transfer before them issued. */
+static int ex_transfer_pad(struct exec *x, int layer, uint64_t src_off, uint64_t dst, uint64_t len);
+
 static int ex_transfer(struct exec *x, int layer, uint64_t src_off, uint64_t dst, uint64_t len)
 {
+	if (x->pad)
+		return ex_transfer_pad(x, layer, src_off, dst, len);
 	unsigned n = x->stg.n;
 	if (n && x->stg.dst + x->stg.len == dst && x->stg.len + len <= x->chunk) {
 		struct ex_seg *last = &x->stg.seg[n - 1];
@@ -828,6 +941,72 @@ static int ex_transfer(struct exec *x, int layer, uint64_t src_off, uint64_t dst
 	x->stg.seg[0].src = src_off;
 	x->stg.seg[0].len = len;
 	return 0;
+}
+
+/* Pad mode: appends a piece at the stage's end, queueing the stage
+ * whenever it holds chunk bytes (it then ends on a page) or EX_SEGS
+ * pieces (cut on a page). */
+static int ex_stage_put(struct exec *x, int layer, uint64_t src, uint64_t len)
+{
+	while (len) {
+		int ret = 0;
+		if (x->stg.n == EX_SEGS)
+			ret = ex_stage_cut(x);
+		if (ret)
+			return ret;
+		uint64_t room = x->chunk - x->stg.len, n = len < room ? len : room;
+		ex_stage_add(x, layer, src, n);
+		if (x->stg.len == x->chunk)
+			ret = ex_stage_queue(x);
+		if (ret)
+			return ret;
+		src += layer == EX_ZERO ? 0 : n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* ex_transfer for direct writes to D (x->pad): every request covers whole
+ * pages of D, the sectors it does not change read back from D, so that
+ * no page is ever written buffered (a sub-page write costs the kernel a
+ * synchronous read, and a sub-block direct write is serialized against
+ * all others by ext4 and XFS) nor by two requests at once.  Pieces in
+ * the same page join one stage, the gap between them read back from D:
+ * no request in flight writes there (a merge writes every sector of D at
+ * most once, in order within a block, and blocks start on pages). */
+static int ex_transfer_pad(struct exec *x, int layer, uint64_t src_off, uint64_t dst, uint64_t len)
+{
+	const uint64_t pg = x->pad;
+	int ret = 0;
+	if (x->stg.n) {
+		uint64_t end = x->stg.dst + x->stg.len;
+		if (dst == end)
+			return ex_stage_put(x, layer, src_off, len);
+		if (dst > end && dst - dst % pg < end + (pg - end % pg) % pg) {
+			ret = ex_stage_put(x, EX_DEST, end, dst - end);
+			return ret ? ret : ex_stage_put(x, layer, src_off, len);
+		}
+		ret = ex_stage_flush(x);
+		if (ret)
+			return ret;
+	}
+	x->stg.n = 0;
+	x->stg.len = 0;
+	x->stg.dst = dst - dst % pg;
+	if (dst % pg)
+		return (ret = ex_stage_put(x, EX_DEST, x->stg.dst, dst % pg)) ? ret :
+			ex_stage_put(x, layer, src_off, len);
+	if (len >= x->chunk) { /* whole chunks straight away */
+		uint64_t n = len - len % x->chunk;
+		ret = ex_queue_transfer(x, layer, src_off, dst, n);
+		if (ret)
+			return ret;
+		src_off += layer == EX_ZERO ? 0 : n;
+		dst += n;
+		len -= n;
+		x->stg.dst = dst;
+	}
+	return ex_stage_put(x, layer, src_off, len);
 }
 
 static int ex_clone(struct exec *x, int layer, uint64_t src_off, uint64_t dst, uint64_t len)
@@ -1252,6 +1431,15 @@ static int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
 		return vxm_fail(x->err, x->dslot_d, VXM_OFF_NONE, "%s: cannot open: %s", dest_path,
 				vxm_strerror(x->dslot_d));
 	x->dslot_d_open = true;
+	x->dio_d = dflag ? x->dslot_d : -1;
+	x->dalign = ex_dio_align(dest_path);
+	/* direct writes to D in whole pages, D's own sectors read back around
+	 * the pieces (ex_transfer_pad); a raw output ends at the virtual size
+	 * (a VHDX block ends on a page boundary) */
+	if (x->dio_up && x->chunk % EX_DIO_ALIGN == 0) {
+		x->pad = EX_DIO_ALIGN;
+		x->pad_end = x->d ? UINT64_MAX : x->c->layer[x->top].img->m.virtual_size;
+	}
 	x->bslot_d = dflag ? vxm_io_open(x->io, dest_path, VXM_O_RDWR) : x->dslot_d;
 	if (x->bslot_d < 0)
 		return vxm_fail(x->err, x->bslot_d, VXM_OFF_NONE, "%s: cannot open: %s", dest_path,
@@ -1558,6 +1746,7 @@ static int phase_copy(const struct vxm_merge_opts *o, struct vxm_chain *c, struc
 	r->cloned = x.cloned;
 	r->zeroed = x.zeroed;
 	r->data_writes = x.writes;
+	r->buffered_bytes = x.buffered;
 out:
 	ex_fini(&x);
 	if (x.w) {
@@ -1867,6 +2056,7 @@ static int convert_run(const struct vxm_merge_opts *o, struct vxm_merge_result *
 			ret = ex_run(&x);
 		r->copied = x.copied;
 		r->data_writes = x.writes;
+		r->buffered_bytes = x.buffered;
 		ex_fini(&x);
 	} else {
 		ret = phase_copy(o, c, &j, jpath, r, err);

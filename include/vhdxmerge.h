@@ -523,6 +523,10 @@ struct vxm_merge_result {
 	uint64_t data_writes;       /* data write requests completed (copied and
 				     * zeroed bytes / this: the request size the
 				     * device saw) */
+	uint64_t buffered_bytes;    /* of those, bytes written to the destination
+				     * through the page cache: where O_DIRECT
+				     * is refused, a raw output's partial last
+				     * page, a caller's context (o->io) */
 };
 
 /* Merges (o->out NULL) or converts.  Merge: validates the chain, takes the
