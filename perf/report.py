@@ -51,7 +51,8 @@ def load_runs(out):
             run["round"] = int(r["run"])
             run["cleanup_s"] = float(r.get("cleanup_s") or 0)
             # the disk's counters over the run (absent from older runs)
-            for k in ("disk_busy_pct", "disk_queue", "disk_read_bytes", "disk_write_bytes"):
+            for k in ("disk_busy_pct", "disk_queue", "disk_read_bytes", "disk_write_bytes",
+                      "disk_discard_bytes"):
                 run[k] = float(r[k]) if r.get(k) else None
             o["runs"].append(run)
     res = {}
@@ -73,6 +74,8 @@ def load_runs(out):
             "cleanup_s": med([r["cleanup_s"] for r in rs]),
             "disk_busy_pct": med([r["disk_busy_pct"] for r in rs if r["disk_busy_pct"] is not None]),
             "disk_queue": med([r["disk_queue"] for r in rs if r["disk_queue"] is not None]),
+            "disk_discard_gb": med([r["disk_discard_bytes"] / GB for r in rs
+                                    if r["disk_discard_bytes"] is not None]),
             "by_round": {r["round"]: r for r in rs},
         }
     return res
@@ -143,7 +146,9 @@ def build(out):
             mb["x_raw"] >= 0.9,
             f"{mb['x_raw']:.2f}x (per round: {ratios(mb['x_raw_rounds'])}); "
             f"--keep-merged {fmt(mk and mk['x_raw'], '.2f')}x (per round: {ratios(mk['x_raw_rounds']) if mk else '-'}); "
-            f"the merge less its removal of the merged files ({mb['cleanup_s']:.2f} s) {fmt(nr, '.2f')}x; "
+            f"the merge less its removal of the merged files ({mb['cleanup_s']:.2f} s; "
+            f"{fmt(mb['disk_discard_gb'], '.2f')} GB discarded at the device: the file system is mounted "
+            f"with discard) {fmt(nr, '.2f')}x; "
             f"against the copy followed by rm of the same files ({fmt(raw_free and raw_free['cleanup_s'], '.2f')} s of rm) "
             f"{fmt(fr, '.2f')}x (per round: {ratios(fr_rounds)}); "
             f"copy phase {fmt(mb['copy_mbps'] and raw_best and mb['copy_mbps'] / raw_best, '.2f')}x of the best median")
@@ -215,11 +220,13 @@ def build(out):
             if sec == "levels":
                 extra = f" ({v['moved'] / GB:.1f} GB written" + (
                     f", rm {v['cleanup_s']:.2f} s)" if v["cleanup_s"] else ")")
+            disc = (f", {v['disk_discard_gb']:.2f} GB discarded"
+                    if v["disk_discard_gb"] and v["disk_discard_gb"] >= 0.01 else "")
             if sec == "raw" and v["cleanup_s"]:
-                extra = f" (copy {v['copy_s']:.2f} s, rm {v['cleanup_s']:.2f} s)"
+                extra = f" (copy {v['copy_s']:.2f} s, rm {v['cleanup_s']:.2f} s{disc})"
             if sec == "vxm" and v["copy_s"]:
                 extra = f" (copy phase {v['copy_s']:.2f} s" + (
-                    f", removing merged files {v['cleanup_s']:.2f} s)" if v["cleanup_s"] > 0.005 else ")")
+                    f", removing merged files {v['cleanup_s']:.2f} s{disc})" if v["cleanup_s"] > 0.005 else ")")
             L.append(f"| {v['label']}{extra} | {v['bytes'] / GB:.2f} | {v['seconds']:.2f} "
                      f"({v['seconds_min']:.2f}-{v['seconds_max']:.2f}) | {fmt(v['mbps'], '.0f')} | "
                      f"{fmt(v['x_raw'], '.2f')} | {fmt(v['vs_qemu'], '.2f')} | {fmt(v['cpu_per_gb'], '.2f')} | "
