@@ -471,8 +471,9 @@ struct exec {
 	int bslot[VXM_CHAIN_MAX_DEPTH], bslot_d;
 	uint32_t ralign[VXM_CHAIN_MAX_DEPTH]; /* O_DIRECT read alignment of each layer */
 	uint32_t dalign;          /* ... and of D (its own sectors read back) */
-	/* 0, or the page size every direct write to D covers whole, so that no
-	 * page of D is in two requests at once nor written buffered */
+	/* the page every write to D covers whole, so that no page of D is in
+	 * two requests at once nor written buffered: 4 KiB with direct writes,
+	 * else a sector (nothing padded) */
 	uint32_t pad;
 	uint64_t pad_end;         /* no padding past this offset (a raw output's end) */
 	struct dreq *q;
@@ -699,7 +700,7 @@ static void ex_stage_add(struct exec *x, int layer, uint64_t src, uint64_t len)
 	x->stg.len += len;
 }
 
-/* Pad mode, a stage of EX_SEGS pieces ending inside a page: queues it up
+/* A stage of EX_SEGS pieces ending inside a page: queues it up
  * to the page boundary and keeps the rest as the next stage's start.  The
  * stage starts on a page and a page holds at most 8 pieces (all of them
  * whole sectors), so the cut leaves pieces on both sides. */
@@ -737,11 +738,11 @@ static int ex_stage_cut(struct exec *x)
 	return ret;
 }
 
-/* Queues the held-back transfers, if any; in pad mode up to the end of
- * their last page, with D's own sectors after them. */
+/* Queues the held-back transfers, if any, up to the end of their last
+ * page, with D's own sectors after them. */
 static int ex_stage_flush(struct exec *x)
 {
-	if (x->pad && x->stg.n) {
+	if (x->stg.n) {
 		uint64_t end = x->stg.dst + x->stg.len, up = end + (x->pad - end % x->pad) % x->pad;
 		if (up != end && up <= x->pad_end) {
 			if (x->stg.n == EX_SEGS) {
@@ -858,21 +859,7 @@ static int ex_queue_gather(struct exec *x, unsigned n)
 		if (layer == EX_ZERO) {
 			memset(r->buf + boff, 0, len);
 			r->zlen += len;
-		} else if (layer == EX_DEST) {
-			/* no request in flight writes these sectors (ex_transfer_pad) */
-			struct vxm_req *q = nrd ? &r->xrd[nrd - 1] : &r->rd;
-			int file = boff % x->dalign ? x->bslot_d :
-				   ex_file(x->dslot_d, x->bslot_d, src_off, len, x->dalign);
-			*q = (struct vxm_req){ .op = VXM_IO_READ, .file = file, .off = src_off, .len = len,
-					       .buf = r->buf + boff, .owner = r };
-			nrd++;
-			r->reads_left++;
-			r->plen += len;
-			ret = ex_queue_wait(x, q);
-			if (ret)
-				return vxm_fail(x->err, ret, src_off, "data I/O queue failed: %s",
-						vxm_strerror(ret));
-		} else if (src->nov) {
+		} else if (layer >= 0 && src->nov) {
 			/* a source replayed in memory: read through its overlay
 			 * (a shared context drains first; nothing is held back) */
 			ret = x->dio_up ? 0 : ex_drain(x);
@@ -881,14 +868,18 @@ static int ex_queue_gather(struct exec *x, unsigned n)
 			if (ret)
 				return ret;
 		} else {
+			/* a layer, or D's own sectors (no request in flight writes
+			 * them: ex_transfer); O_DIRECT wants the memory aligned too */
+			bool own = layer == EX_DEST;
+			int dslot = own ? x->dslot_d : x->dslot[layer], bslot = own ? x->bslot_d : x->bslot[layer];
+			uint32_t al = own ? x->dalign : x->ralign[layer];
 			struct vxm_req *q = nrd ? &r->xrd[nrd - 1] : &r->rd;
-			/* O_DIRECT wants the memory aligned too */
-			int file = boff % x->ralign[layer] ? x->bslot[layer] :
-				   ex_file(x->dslot[layer], x->bslot[layer], src_off, len, x->ralign[layer]);
-			*q = (struct vxm_req){ .op = VXM_IO_READ, .file = file, .off = src_off, .len = len,
-					       .buf = r->buf + boff, .owner = r };
+			*q = (struct vxm_req){ .op = VXM_IO_READ,
+					       .file = boff % al ? bslot : ex_file(dslot, bslot, src_off, len, al),
+					       .off = src_off, .len = len, .buf = r->buf + boff, .owner = r };
 			nrd++;
 			r->reads_left++;
+			r->plen += own ? len : 0;
 			ret = ex_queue_wait(x, q);
 			if (ret)
 				return vxm_fail(x->err, ret, x->stg.dst + boff, "data I/O queue failed: %s",
@@ -902,50 +893,9 @@ static int ex_queue_gather(struct exec *x, unsigned n)
 	return ret ? vxm_fail(x->err, ret, x->stg.dst, "data I/O queue failed: %s", vxm_strerror(ret)) : 0;
 }
 
-/* A transfer, held back with those before it while it continues them in
- * the destination (ex_queue_gather).  Every ex_drain queues what is held
- * back first, so commits, barriers and synchronous metadata reads see every
- * transfer before them issued. */
-static int ex_transfer_pad(struct exec *x, int layer, uint64_t src_off, uint64_t dst, uint64_t len);
-
-static int ex_transfer(struct exec *x, int layer, uint64_t src_off, uint64_t dst, uint64_t len)
-{
-	if (x->pad)
-		return ex_transfer_pad(x, layer, src_off, dst, len);
-	unsigned n = x->stg.n;
-	if (n && x->stg.dst + x->stg.len == dst && x->stg.len + len <= x->chunk) {
-		struct ex_seg *last = &x->stg.seg[n - 1];
-		if (last->layer == layer && (layer < 0 || last->src + last->len == src_off)) {
-			last->len += len;
-			x->stg.len += len;
-			return 0;
-		}
-		if (n < EX_SEGS) {
-			x->stg.seg[n].layer = layer;
-			x->stg.seg[n].src = src_off;
-			x->stg.seg[n].len = len;
-			x->stg.n++;
-			x->stg.len += len;
-			return 0;
-		}
-	}
-	int ret = ex_stage_flush(x);
-	if (ret)
-		return ret;
-	if (len >= x->chunk)
-		return ex_queue_transfer(x, layer, src_off, dst, len);
-	x->stg.n = 1;
-	x->stg.dst = dst;
-	x->stg.len = len;
-	x->stg.seg[0].layer = layer;
-	x->stg.seg[0].src = src_off;
-	x->stg.seg[0].len = len;
-	return 0;
-}
-
-/* Pad mode: appends a piece at the stage's end, queueing the stage
- * whenever it holds chunk bytes (it then ends on a page) or EX_SEGS
- * pieces (cut on a page). */
+/* Appends a piece at the stage's end, queueing the stage whenever it
+ * holds chunk bytes (it then ends on a page) or EX_SEGS pieces (cut on a
+ * page). */
 static int ex_stage_put(struct exec *x, int layer, uint64_t src, uint64_t len)
 {
 	while (len) {
@@ -966,15 +916,22 @@ static int ex_stage_put(struct exec *x, int layer, uint64_t src, uint64_t len)
 	return 0;
 }
 
-/* ex_transfer for direct writes to D (x->pad): every request covers whole
- * pages of D, the sectors it does not change read back from D, so that
- * no page is ever written buffered (a sub-page write costs the kernel a
- * synchronous read, and a sub-block direct write is serialized against
- * all others by ext4 and XFS) nor by two requests at once.  Pieces in
- * the same page join one stage, the gap between them read back from D:
- * no request in flight writes there (a merge writes every sector of D at
- * most once, in order within a block, and blocks start on pages). */
-static int ex_transfer_pad(struct exec *x, int layer, uint64_t src_off, uint64_t dst, uint64_t len)
+/* A transfer, held back with those before it while it continues them in
+ * the destination, so that blocks allocated in plan order become
+ * chunk-sized writes whatever layer each comes from (ex_queue_gather).
+ * Every ex_drain queues what is held back first, so commits, barriers and
+ * synchronous metadata reads see every transfer before them issued.
+ *
+ * Every request covers whole pages of D (x->pad; with direct writes 4 KiB,
+ * else a sector, where nothing is ever padded), the sectors it does not
+ * change read back from D, so that no page is ever written buffered (a
+ * sub-page write costs the kernel a synchronous read, and a sub-block
+ * direct write is serialized against all others by ext4 and XFS) nor by
+ * two requests at once.  Pieces in the same page join one stage, the gap
+ * between them read back from D: no request in flight writes there (a
+ * merge writes every sector of D at most once, in order within a block,
+ * and blocks start on pages). */
+static int ex_transfer(struct exec *x, int layer, uint64_t src_off, uint64_t dst, uint64_t len)
 {
 	const uint64_t pg = x->pad;
 	int ret = 0;
@@ -1365,6 +1322,8 @@ static int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
 	unsigned dflag = x->dio_up ? VXM_O_DIRECT : 0;
 	x->qd = qd;
 	x->chunk = o->chunk_size ? o->chunk_size : EX_CHUNK_DEFAULT;
+	/* whole sectors (ex_transfer cuts requests on pages) */
+	x->chunk = x->chunk < x->lss ? x->lss : x->chunk - x->chunk % x->lss;
 	x->q = calloc(x->qd, sizeof(*x->q));
 	if (!x->q)
 		return vxm_fail(x->err, -ENOMEM, VXM_OFF_NONE, "out of memory");
@@ -1434,12 +1393,10 @@ static int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
 	x->dio_d = dflag ? x->dslot_d : -1;
 	x->dalign = ex_dio_align(dest_path);
 	/* direct writes to D in whole pages, D's own sectors read back around
-	 * the pieces (ex_transfer_pad); a raw output ends at the virtual size
-	 * (a VHDX block ends on a page boundary) */
-	if (x->dio_up && x->chunk % EX_DIO_ALIGN == 0) {
-		x->pad = EX_DIO_ALIGN;
-		x->pad_end = x->d ? UINT64_MAX : x->c->layer[x->top].img->m.virtual_size;
-	}
+	 * the pieces (ex_transfer); a raw output ends at the virtual size (a
+	 * VHDX block ends on a page boundary).  A request is whole pages too. */
+	x->pad = x->dio_up && x->chunk % EX_DIO_ALIGN == 0 ? EX_DIO_ALIGN : x->lss;
+	x->pad_end = x->d ? UINT64_MAX : x->c->layer[x->top].img->m.virtual_size;
 	x->bslot_d = dflag ? vxm_io_open(x->io, dest_path, VXM_O_RDWR) : x->dslot_d;
 	if (x->bslot_d < 0)
 		return vxm_fail(x->err, x->bslot_d, VXM_OFF_NONE, "%s: cannot open: %s", dest_path,
