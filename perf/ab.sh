@@ -74,12 +74,13 @@ for r in $(seq "$rounds"); do
 		read -r wall user sys rss <"$work/time"
 		# "open": until the copy phase starts (chain opened, validated, planned);
 		# "removal": the cleanup phase (deleting the merged files)
-		jq -r -s --arg r "$r" --arg l "$label" --arg wall "$wall" --arg rss "$rss" '
+		jq -r -s --arg r "$r" --arg l "$label" --arg wall "$wall" --arg rss "$rss" \
+			--arg cpu "$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')" '
 			([.[] | select(.event == "summary")][0]) as $s |
 			([.[] | select(.event == "phase")]) as $p |
 			(($p | map(select(.phase == "copy")))[0].elapsed_s // 0) as $open |
 			(($p | map(select(.phase == "cleanup")))[0].elapsed_s // $s.seconds) as $rm |
-			"round \($r) \($l): \($wall) s wall, \($s.seconds * 100 | floor / 100) s merge (open \($open) s, removal \(($s.seconds - $rm) * 100 | floor / 100) s), \($s.bytes_copied) bytes, \($s.data_writes) writes, \($s.bytes_copied / $s.seconds / 1e6 | floor) MB/s, rss \($rss) KiB"' \
+			"round \($r) \($l): \($wall) s wall, \($s.seconds * 100 | floor / 100) s merge (open \($open) s, removal \(($s.seconds - $rm) * 100 | floor / 100) s), \($s.bytes_copied) bytes, \($s.data_writes) writes, \($s.bytes_copied / $s.seconds / 1e6 | floor) MB/s, cpu \($cpu) s, rss \($rss) KiB"' \
 			"$work/out.json"
 	done
 done

@@ -10,10 +10,15 @@
 #   seq      one file sequentially (perf/run.sh's best copy),
 #   rand2m   2 MiB blocks at random, round robin over nine files (the merge's
 #            read pattern: one request per source block, from every layer),
-# against vhdxmerge converting a one-file chain (a base of about B bytes of
-# data) to a raw file: the engine's copy path with nothing to merge.  If
-# rand2m is as fast as seq, the read pattern is not what bounds a merge; if
-# the convert is as slow as a merge, the executor's request pattern is.
+#   randw    sequential reads, 2 MiB writes at random into a file 2.5x
+#            the bytes (where a merge's blocks land),
+#   holes    sequential, the destination first sized with ftruncate (as a
+#            merge grows its destination),
+# and one fio job mixing reads and writes 50/50 at depth 16 on one ring
+# (mix, MB/s each way), against vhdxmerge converting a one-file chain (a
+# base of about B bytes of data) to a raw file: the engine's copy path with
+# nothing to merge, at --queue-depth 16 and 32 and with --io psync.  Each
+# vhdxmerge run also prints the disk's counters (perf/diskstat.sh).
 set -euo pipefail
 rounds=3 bytes=3000M work=/var/tmp/vxm-copy-bound
 vxm=$(cd "$(dirname "$0")/.." && pwd)/build-perf/vhdxmerge
@@ -55,26 +60,42 @@ size=$(( (total * 5 / 2 + 1073741823) / 1073741824 ))G
 	--no-digest --json >/dev/null
 cb=$("$vxm" convert "$work/one/base.vhdx" "$work/x.raw" --format raw --dry-run --json \
 	--progress none | jq .copy_bytes)
-fio_copy() { # READ-JOB-OPTIONS...: seconds of the copy
+wr_seq=(--name=wr --filename="$work/dst" --rw=write --bs=4M --iodepth=8 --size=$total)
+wr_job=("${wr_seq[@]}")
+fio_copy() { # READ-JOB-OPTIONS...: seconds of the copy (writes: wr_job)
 	rm -f "$work/dst"
 	drop
 	fio --output-format=json --output="$work/fio.json" --iomem="mmaphuge:$work/huge/fio" \
 		--hugepage-size=2M --ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 \
-		--fallocate=none "$@" --name=wr --filename="$work/dst" --rw=write --bs=4M --iodepth=8 \
-		--size=$total >/dev/null
+		--fallocate=none "$@" "${wr_job[@]}" >/dev/null
 	jq -r '[.jobs[] | (.read.runtime, .write.runtime)] | max / 1000' "$work/fio.json"
 }
+seq_rd=(--name=rd --filename="$work/seq" --rw=read --bs=4M --iodepth=8 --size=$total)
+mbs() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.2f s (%.0f MB/s)", s, b / s / 1e6 }'; }
 echo "fio copies of $total bytes (huge-page buffers), vhdxmerge convert of $cb bytes"
 for r in $(seq "$rounds"); do
-	s=$(fio_copy --name=rd --filename="$work/seq" --rw=read --bs=4M --iodepth=8 --size=$total)
+	s=$(fio_copy "${seq_rd[@]}")
 	q=$(fio_copy --name=rd --filename="$files" --file_service_type=roundrobin --rw=randread \
 		--bs=2M --iodepth=8 --size=$total)
-	rm -f "$work/x.raw"
+	wr_job=(--name=wr --filename="$work/dst" --rw=randwrite --bs=2M --iodepth=8
+		--filesize=$((total * 5 / 2)) --io_size=$total --fallocate=truncate)
+	w=$(fio_copy "${seq_rd[@]}")
+	wr_job=("${wr_seq[@]}" --fallocate=truncate)
+	h=$(fio_copy "${seq_rd[@]}")
+	wr_job=("${wr_seq[@]}")
 	drop
-	t0=$(date +%s.%N)
-	"$vxm" convert "$work/one/base.vhdx" "$work/x.raw" --format raw --progress none >/dev/null
-	c=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
-	awk -v r="$r" -v s="$s" -v q="$q" -v c="$c" -v t="$total" -v cb="$cb" 'BEGIN {
-		printf "round %s: fio seq %.2f s (%.0f MB/s), fio rand2m over 9 files %.2f s (%.0f MB/s), vhdxmerge convert %.2f s (%.0f MB/s)\n",
-			r, s, t / s / 1e6, q, t / q / 1e6, c, cb / c / 1e6 }'
+	fio --output-format=json --output="$work/mix.json" --iomem="mmaphuge:$work/huge/fio" \
+		--hugepage-size=2M --ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 \
+		--name=mix --filename="$work/seq" --rw=rw --rwmixread=50 --bs=4M --iodepth=16 \
+		--size=$total --io_size=$((total * 2)) >/dev/null
+	m=$(jq -r '.jobs[0] | "\(.read.bw_bytes / 1e6 | floor) / \(.write.bw_bytes / 1e6 | floor) MB/s"' \
+		"$work/mix.json")
+	echo "round $r: fio seq $(mbs $total "$s"), rand2m over 9 files $(mbs $total "$q"), randw $(mbs $total "$w"), holes $(mbs $total "$h"), mix read/write $m"
+	for v in "--queue-depth 16" "--queue-depth 32" "--io psync"; do
+		rm -f "$work/x.raw"
+		drop
+		# shellcheck disable=SC2086
+		echo "  vhdxmerge convert $v: $(bash "$(dirname "$0")/diskstat.sh" "$vxm" convert \
+			"$work/one/base.vhdx" "$work/x.raw" --format raw --progress none $v)"
+	done
 done
