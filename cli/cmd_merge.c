@@ -82,6 +82,8 @@ static void summary(const struct vxm_merge_opts *o, const struct vxm_merge_resul
 		json_u64(&j, "bytes_zeroed", r->zeroed);
 		json_u64(&j, "data_writes", r->data_writes);
 		json_u64(&j, "buffered_bytes", r->buffered_bytes);
+		json_u64(&j, "commits", r->commits);
+		json_dbl(&j, "commit_seconds", r->commit_seconds);
 		json_u64(&j, "naive_copy_bytes", r->plan.naive_copy_bytes);
 		json_u64(&j, "dest_growth_bytes", r->plan.dest_growth_bytes);
 		json_u64(&j, "free_bytes", r->free_bytes);

@@ -527,6 +527,10 @@ struct vxm_merge_result {
 				     * through the page cache: where O_DIRECT
 				     * is refused, a raw output's partial last
 				     * page, a caller's context (o->io) */
+	uint64_t commits;           /* commit points of the copy (BAT updates
+				     * and the resume cursor made durable; the
+				     * final one too) */
+	double commit_seconds;      /* time the copy stood in them (flushes) */
 };
 
 /* Merges (o->out NULL) or converts.  Merge: validates the chain, takes the
