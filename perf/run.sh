@@ -13,7 +13,10 @@
 #            dd iflag=direct oflag=direct bs=1M, and (root) fio 4 MiB x 8 with
 #            its buffers in huge pages as vhdxmerge's are; with vxm, also the 4 MiB
 #            copy followed by rm of copies of the files a merge removes (the
-#            limit for the whole job of a merge that deletes what it merged)
+#            limit for the whole job of a merge that deletes what it merged).
+#            Every copy ends with an fdatasync of what it wrote
+#            (perf/flushed.sh), as a merge and qemu-img end with theirs; the
+#            table shows the copy and the flush apart
 #   vxm      vhdxmerge merge into the base (merged files removed, as a user
 #            runs it), the same with --keep-merged, merge --into the middle
 #            layer, convert to a new VHDX; a chain with partial blocks too
@@ -163,7 +166,7 @@ cleanup() {
 trap cleanup EXIT
 csv=$out/runs.csv
 meta=$out/meta.json
-echo "section,op,label,run,bytes,moved,seconds,copy_s,user_s,sys_s,rss_kb,load1,cleanup_s,disk_busy_pct,disk_queue,disk_read_bytes,disk_write_bytes,disk_discard_bytes" >"$csv"
+echo "section,op,label,run,bytes,moved,seconds,copy_s,user_s,sys_s,rss_kb,load1,cleanup_s,disk_busy_pct,disk_queue,disk_read_bytes,disk_write_bytes,disk_discard_bytes,flush_s" >"$csv"
 
 # ---- machine --------------------------------------------------------------
 fstype=$(df --output=fstype "$work" | tail -1)
@@ -211,10 +214,11 @@ timed() {
 	read -r T_WALL T_USR T_SYS T_RSS <"$work/time.txt"
 	T_DISK=$(disk_delta "$d0" "$d1" "$t0" "$t1")
 }
-# row SECTION OP LABEL RUN BYTES MOVED SECONDS COPY_S [CLEANUP_S]: RUN is the
-# round; CLEANUP_S the seconds a merge spent removing the merged files
+# row SECTION OP LABEL RUN BYTES MOVED SECONDS COPY_S [CLEANUP_S [FLUSH_S]]:
+# RUN is the round; CLEANUP_S the seconds a merge spent removing the merged
+# files; FLUSH_S the seconds a raw copy's final fdatasync took (in SECONDS)
 row() {
-	echo "$1,$2,\"$3\",$4,$5,$6,$7,$8,$T_USR,$T_SYS,$T_RSS,$T_LOAD,${9:-0},$T_DISK" >>"$csv"
+	echo "$1,$2,\"$3\",$4,$5,$6,$7,$8,$T_USR,$T_SYS,$T_RSS,$T_LOAD,${9:-0},$T_DISK,${10:-0}" >>"$csv"
 	printf "  %-34s run %s: %7.2f s  %s  rss %s MiB  load %s  disk busy %s%%, queue %s\n" "$2" "$4" "$7" \
 		"$(awk -v b="$5" -v s="$7" 'BEGIN { if (s > 0) printf "%6.0f MB/s", b / s / 1e6 }')" \
 		"$((T_RSS / 1024))" "$T_LOAD" "$(cut -d, -f1 <<<"$T_DISK")" "$(cut -d, -f2 <<<"$T_DISK")"
@@ -340,43 +344,49 @@ if want raw; then
 	# is not free (on a file system mounted with discard it waits for the
 	# device), and a plain copy frees nothing.
 	op_fio() { # ROUND BS QD [free|huge]: "free" uses huge pages where there are
-		local fw=$work/free s rs re rm_s=0 mem=()
+		local fw=$work/free s rs re rm_s=0 mem=() fl sf
 		rm -rf "$dst" "$fw"
 		if [ "${4:-}" = free ]; then
 			mkdir -p "$fw"
 			cp --sparse=never "$main"/snap*.avhdx "$fw/"
 		fi
 		[ "${4:-}" = "" ] || mem=("${huge_fio[@]}")
-		timed fio --output-format=json --output="$work/fio.json" "${mem[@]}" \
+		# every copy ends durable (perf/flushed.sh): the merge and qemu-img do
+		timed "$here/perf/flushed.sh" "$dst" "$work/flush.txt" \
+			fio --output-format=json --output="$work/fio.json" "${mem[@]}" \
 			--ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 --fallocate=none \
 			--name=rd --filename="$src" --rw=read --bs=$2 --iodepth=$3 --size="$R" \
 			--name=wr --filename="$dst" --rw=write --bs=$2 --iodepth=$3 --size="$R"
 		s=$(jq '[.jobs[] | (.read.runtime, .write.runtime)] | max / 1000' "$work/fio.json")
+		fl=$(cat "$work/flush.txt")
+		sf=$(awk -v a="$s" -v b="$fl" 'BEGIN { printf "%.3f", a + b }')
 		if [ "${4:-}" = free ]; then
 			rs=$(date +%s.%N)
 			rm -rf "$fw"
 			re=$(date +%s.%N)
 			rm_s=$(awk -v a="$rs" -v b="$re" 'BEGIN { printf "%.3f", b - a }')
 			row raw "fio_copy_free_$2_qd$3" \
-				"direct-I/O copy: fio io_uring bs $2 qd $3${huge_fio:+ (huge pages)}, then rm of the $((layers - 1)) files a merge removes" \
-				"$1" "$R" "$R" "$(awk -v a="$s" -v b="$rm_s" 'BEGIN { printf "%.3f", a + b }')" "$s" "$rm_s"
+				"direct-I/O copy: fio io_uring bs $2 qd $3${huge_fio:+ (huge pages)}, fdatasync, then rm of the $((layers - 1)) files a merge removes" \
+				"$1" "$R" "$R" "$(awk -v a="$sf" -v b="$rm_s" 'BEGIN { printf "%.3f", a + b }')" "$s" "$rm_s" "$fl"
 		elif [ "${4:-}" = huge ]; then
 			row raw "fio_copy_huge_$2_qd$3" \
-				"direct-I/O copy: fio io_uring read || write, bs $2 qd $3, buffers in huge pages" \
-				"$1" "$R" "$R" "$s" "$s"
+				"direct-I/O copy: fio io_uring read || write, bs $2 qd $3, buffers in huge pages, fdatasync" \
+				"$1" "$R" "$R" "$sf" "$s" 0 "$fl"
 		else
-			row raw "fio_copy_$2_qd$3" "direct-I/O copy: fio io_uring read || write, bs $2 qd $3" \
-				"$1" "$R" "$R" "$s" "$s"
+			row raw "fio_copy_$2_qd$3" "direct-I/O copy: fio io_uring read || write, bs $2 qd $3, fdatasync" \
+				"$1" "$R" "$R" "$sf" "$s" 0 "$fl"
 		fi
 		rm -f "$dst"
 	}
 	op_dd() {
 		rm -f "$dst"
-		timed dd if="$src" of="$dst" bs=1M count=$((R / 1048576)) iflag=direct oflag=direct
-		local s
+		timed "$here/perf/flushed.sh" "$dst" "$work/flush.txt" \
+			dd if="$src" of="$dst" bs=1M count=$((R / 1048576)) iflag=direct oflag=direct
+		local s fl
 		s=$(grep -o '[0-9.]* s,' "$work/err.txt" | tr -d ' s,' || echo "$T_WALL")
-		row raw dd_copy "direct-I/O copy: dd iflag=direct oflag=direct bs=1M" "$1" \
-			"$R" "$R" "$s" "$s"
+		fl=$(cat "$work/flush.txt")
+		row raw dd_copy "direct-I/O copy: dd iflag=direct oflag=direct bs=1M, fdatasync" "$1" \
+			"$R" "$R" "$(awk -v a="$s" -v b="$fl" 'BEGIN { printf "%.3f", a + b }')" "$s" 0 "$fl"
 		rm -f "$dst"
 	}
 	ops+=("op_fio @ 1M 32" "op_fio @ 4M 8" "op_dd @")
