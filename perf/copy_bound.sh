@@ -6,7 +6,8 @@
 # Root only (drops caches, reserves 40 huge pages for fio and gives them
 # back).  In N interleaved rounds, caches dropped before each run, it times
 # fio's copy with huge-page buffers (read || write, 4 MiB x 8, io_uring,
-# O_DIRECT) reading
+# O_DIRECT; then an fdatasync of what it wrote, timed apart: perf/flushed.sh)
+# reading
 #   seq      one file sequentially (perf/run.sh's best copy),
 #   rand2m   2 MiB blocks at random, round robin over nine files (the merge's
 #            read pattern: one request per source block, from every layer),
@@ -17,8 +18,9 @@
 # and one fio job mixing reads and writes 50/50 at depth 16 on one ring
 # (mix, MB/s each way), against vhdxmerge converting a one-file chain (a
 # base of about B bytes of data) to a raw file: the engine's copy path with
-# nothing to merge, at --queue-depth 16 and 32 and with --io psync.  Each
-# vhdxmerge run also prints the disk's counters (perf/diskstat.sh).
+# nothing to merge, at --queue-depth 16 and 32 and with --io psync (its
+# time includes its flushes).  Each vhdxmerge run also prints the disk's
+# counters (perf/diskstat.sh).
 set -euo pipefail
 rounds=3 bytes=3000M work=/var/tmp/vxm-copy-bound
 vxm=$(cd "$(dirname "$0")/.." && pwd)/build-perf/vhdxmerge
@@ -62,16 +64,20 @@ cb=$("$vxm" convert "$work/one/base.vhdx" "$work/x.raw" --format raw --dry-run -
 	--progress none | jq .copy_bytes)
 wr_seq=(--name=wr --filename="$work/dst" --rw=write --bs=4M --iodepth=8 --size=$total)
 wr_job=("${wr_seq[@]}")
-fio_copy() { # READ-JOB-OPTIONS...: seconds of the copy (writes: wr_job)
+fio_copy() { # READ-JOB-OPTIONS...: seconds of the copy (writes: wr_job), then of its fdatasync
 	rm -f "$work/dst"
 	drop
-	fio --output-format=json --output="$work/fio.json" --iomem="mmaphuge:$work/huge/fio" \
+	"$(dirname "$0")/flushed.sh" "$work/dst" "$work/flush.txt" \
+		fio --output-format=json --output="$work/fio.json" --iomem="mmaphuge:$work/huge/fio" \
 		--hugepage-size=2M --ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 \
 		--fallocate=none "$@" "${wr_job[@]}" >/dev/null
-	jq -r '[.jobs[] | (.read.runtime, .write.runtime)] | max / 1000' "$work/fio.json"
+	echo "$(jq -r '[.jobs[] | (.read.runtime, .write.runtime)] | max / 1000' "$work/fio.json") $(cat "$work/flush.txt")"
 }
 seq_rd=(--name=rd --filename="$work/seq" --rw=read --bs=4M --iodepth=8 --size=$total)
-mbs() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.2f s (%.0f MB/s)", s, b / s / 1e6 }'; }
+mbs() { # BYTES "COPY_S FLUSH_S": the copy's rate, and with its flush
+	awk -v b="$1" -v s="${2% *}" -v f="${2#* }" \
+		'BEGIN { printf "%.2f s (%.0f MB/s; with the fdatasync %.2f s, %.0f MB/s)", s, b / s / 1e6, s + f, b / (s + f) / 1e6 }'
+}
 echo "fio copies of $total bytes (huge-page buffers), vhdxmerge convert of $cb bytes"
 for r in $(seq "$rounds"); do
 	s=$(fio_copy "${seq_rd[@]}")
