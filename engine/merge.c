@@ -59,9 +59,11 @@
  * COMMIT_BYTES after the last, no later than COMMIT_BYTES_MAX (what a crash
  * can make a resumed run redo), and in between once the time since the last
  * commit is COMMIT_RATIO times what it cost.  A commit stalls the data path
- * for device flushes: 20-60 ms on a disk that flushes quickly (commits stay
- * at 1 GiB), 0.5-0.9 s on the virtio disk measured here, whose host cache
- * writes back on every flush (commits at 1 GiB cost a quarter of the run). */
+ * for device flushes: tens of ms when little waits in the device's cache
+ * (commits stay at 1 GiB; the log's own flushes take 0.05-0.09 s here),
+ * 0.5-0.9 s for the data-sync on the virtio disk measured here, whose host
+ * cache writes back on every flush (commits at 1 GiB cost a quarter of the
+ * run). */
 #define COMMIT_BYTES (1ull << 30)
 #define COMMIT_BYTES_MAX (8ull << 30)
 #define COMMIT_RATIO 8.0
