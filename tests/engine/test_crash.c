@@ -1037,7 +1037,11 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void crash_everywhere(enum cl_kind kind, const char *tag)
+/* Every crash state of one operation; budget_scale scales VXM_CRASH_BUDGET
+ * (the sampled variants, not the durable states: every one is checked), and
+ * the recorded run must have committed at least min_commits times. */
+static void crash_everywhere_at(enum cl_kind kind, const char *tag, double budget_scale,
+				uint64_t min_commits)
 {
 	struct cl_scen s;
 	struct recording R;
@@ -1047,6 +1051,7 @@ static void crash_everywhere(enum cl_kind kind, const char *tag)
 	double budget = cl_env_double("VXM_CRASH_BUDGET", 1.0);
 	double t0 = (double)time(NULL);
 
+	budget *= budget_scale;
 	if (cl_sanitized())
 		budget *= 0.1;
 	snprintf(sroot, sizeof(sroot), "%s/%s", root, tag);
@@ -1062,6 +1067,10 @@ static void crash_everywhere(enum cl_kind kind, const char *tag)
 	if (ret)
 		fprintf(stderr, "recorded run: %s\n", vxm_err_format(&err, m, sizeof(m)));
 	assert_int_equal(ret, 0);
+	if (r.commits < min_commits)
+		fprintf(stderr, "recorded run: %llu commits, want at least %llu\n",
+			(unsigned long long)r.commits, (unsigned long long)min_commits);
+	assert_true(r.commits >= min_commits);
 	if (R.bad)
 		fprintf(stderr, "recording: %s\n", R.bad_why);
 	assert_false(R.bad);
@@ -1161,6 +1170,11 @@ static void crash_everywhere(enum cl_kind kind, const char *tag)
 	assert_int_equal(t.lost, 0);
 }
 
+static void crash_everywhere(enum cl_kind kind, const char *tag)
+{
+	crash_everywhere_at(kind, tag, 1.0, 0);
+}
+
 /* M1-M5 of engine/merge.c under power loss. */
 static void power_loss_anywhere_in_a_merge_into_the_base_loses_nothing(void **state)
 {
@@ -1178,6 +1192,18 @@ static void power_loss_anywhere_in_a_convert_loses_nothing(void **state)
 {
 	(void)state;
 	crash_everywhere(CL_CONVERT, "convert");
+}
+
+/* The same with a commit every MiB of the 12 MiB chain (VXM_COMMIT_BYTES,
+ * test builds; real merges commit after 1 GiB at the soonest): BAT commits
+ * with the cursor between them, and resumes from such a cursor, each under
+ * power loss. */
+static void power_loss_anywhere_in_a_merge_committing_every_mib_loses_nothing(void **state)
+{
+	(void)state;
+	assert_int_equal(setenv("VXM_COMMIT_BYTES", "1048576", 1), 0);
+	crash_everywhere_at(CL_MERGE_BASE, "base-commits", 0.3, 3);
+	unsetenv("VXM_COMMIT_BYTES");
 }
 
 /* Regression: a convert cut after its rename became durable but before the
@@ -1323,7 +1349,7 @@ static void summary(void **state)
 	       (unsigned long long)total.qemu_same);
 	printf("crash states: %llu, resumes: %llu, data lost: %llu\n", (unsigned long long)total.states,
 	       (unsigned long long)total.resumes, (unsigned long long)total.lost);
-	assert_int_equal(nscen, 3);
+	assert_int_equal(nscen, 4);
 	assert_int_equal(total.lost, 0);
 }
 
@@ -1340,6 +1366,7 @@ int main(void)
 		cmocka_unit_test(power_loss_anywhere_in_a_merge_into_the_base_loses_nothing),
 		cmocka_unit_test(power_loss_anywhere_in_a_merge_into_an_intermediate_with_a_child_loses_nothing),
 		cmocka_unit_test(power_loss_anywhere_in_a_convert_loses_nothing),
+		cmocka_unit_test(power_loss_anywhere_in_a_merge_committing_every_mib_loses_nothing),
 		cmocka_unit_test(summary),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
