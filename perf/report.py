@@ -310,9 +310,10 @@ def draw(results_path, png):
         pts = sorted((v["bytes"] / 2**30, v) for k, v in ops.items() if k.startswith(pre))
         if pts:
             a.plot([x for x, _ in pts], [v["mbps"] for _, v in pts], mk, label=lab)
-    mb = ops.get("merge_base")
-    if mb:
-        a.plot([mb["bytes"] / 2**30], [mb["mbps"]], "D", label="main chain")
+    for k, lab, mk in (("merge_base", "main chain, merged files removed", "D"),
+                       ("merge_base_keep", "main chain, --keep-merged", "^")):
+        if ops.get(k):
+            a.plot([ops[k]["bytes"] / 2**30], [ops[k]["mbps"]], mk, label=lab)
     if raw:
         a.axhline(raw, color="k", ls=":", label="direct-I/O copy limit")
     a.set_yscale("log")
