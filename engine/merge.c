@@ -514,7 +514,7 @@ struct exec {
 	uint64_t pc_src, pc_dst, pc_len;
 	/* accounting */
 	uint64_t done, total_bytes, copied, cloned, zeroed, since_commit;
-	uint64_t commit_min, commit_max; /* COMMIT_BYTES, COMMIT_BYTES_MAX */
+	uint64_t commit_min; /* COMMIT_BYTES (test builds: VXM_COMMIT_BYTES) */
 	double commit_end, commit_cost; /* when the last commit ended, what it took (s) */
 	uint64_t commits;
 	double commit_seconds;
@@ -1080,7 +1080,7 @@ static bool ex_commit_due(struct exec *x)
 {
 	if (x->since_commit < x->commit_min)
 		return false;
-	return x->since_commit >= x->commit_max ||
+	return x->since_commit >= x->commit_min * (COMMIT_BYTES_MAX / COMMIT_BYTES) ||
 	       now_s() - x->commit_end >= COMMIT_RATIO * x->commit_cost;
 }
 
@@ -1470,10 +1470,10 @@ static int ex_run(struct exec *x)
 #ifdef VXM_TEST_HOOKS
 	/* tests: a small chain with many commits (the bytes must not change) */
 	const char *cb = getenv("VXM_COMMIT_BYTES");
-	if (cb && strtoull(cb, NULL, 10))
-		x->commit_min = strtoull(cb, NULL, 10);
+	uint64_t cbn = cb ? strtoull(cb, NULL, 10) : 0;
+	if (cbn)
+		x->commit_min = cbn;
 #endif
-	x->commit_max = x->commit_min * (COMMIT_BYTES_MAX / COMMIT_BYTES);
 	x->commit_end = now_s();
 	ret = vxm_plan(x->c, &po, ex_extent, &pc, &st, x->err);
 	if (ret == -EINTR) {

@@ -256,6 +256,7 @@ run_commits() {
     [ "$(json "$d/many-raw.json" "['commits']")" -ge 8 ] ||
     bad "$name: commits: $(json "$d/one.json" "['commits']") by default, $n and $(json "$d/many-raw.json" "['commits']") per MiB"
   [ "$(base_digest 512 "$d/many/base.vhdx")" = "$want" ] || bad "$name: merged base reads wrong"
+  [ "$(sha "$d/many.raw")" = "$want" ] || bad "$name: raw convert committing every MiB reads wrong"
   if cmp -s "$d/one/base.vhdx" "$d/many/base.vhdx" && cmp -s "$d/one-into/snap01.avhdx" "$d/many-into/snap01.avhdx" &&
     cmp -s "$d/one-into/snap05.avhdx" "$d/many-into/snap05.avhdx" && cmp -s "$d/one.raw" "$d/many.raw"; then
     ok "$name: $n commits instead of 1 ($(json "$d/many-raw.json" "['commits']") in the raw convert): merge, --into and raw convert byte-identical"
