@@ -12,7 +12,10 @@
 #
 # Usage: perf/ab.sh [--rounds N] [--work DIR] [--full-copy]
 #                   [--synth "ARGS"] VARIANT...
-#   VARIANT        LABEL=BINARY[:OPTIONS], e.g. "new=build-perf/vhdxmerge:--chunk-size 4M"
+#   VARIANT        LABEL=BINARY[:OPTIONS], e.g. "new=build-perf/vhdxmerge:--chunk-size 4M";
+#                  OPTIONS of the form NAME=VALUE go to the environment, e.g.
+#                  "nocommit=build-perf/vhdxmerge:VXM_COMMIT_BYTES=1099511627776"
+#                  (test hooks: no commit before the end)
 #   --rounds N     rounds (3)
 #   --work DIR     where the chain and its copies go (/var/tmp/vxm-ab)
 #   --full-copy    copy every file and merge with the merged files removed
@@ -56,6 +59,9 @@ for r in $(seq "$rounds"); do
 		label=${v%%=*} rest=${v#*=}
 		bin=${rest%%:*} opts=
 		[ "$rest" != "$bin" ] && opts=${rest#*:}
+		envs=()
+		for o in $opts; do [[ $o =~ ^[A-Z_]+= ]] && envs+=("$o"); done
+		opts=$(for o in $opts; do [[ $o =~ ^[A-Z_]+= ]] || printf '%s ' "$o"; done)
 		w=$work/run
 		rm -rf "$w"; mkdir -p "$w"
 		if [ $full = 1 ]; then
@@ -69,7 +75,7 @@ for r in $(seq "$rounds"); do
 		drop
 		sleep 1
 		# shellcheck disable=SC2086
-		/usr/bin/time -f "%e %U %S %M" -o "$work/time" "$bin" merge "$w/$(basename "$top")" \
+		/usr/bin/time -f "%e %U %S %M" -o "$work/time" env "${envs[@]}" "$bin" merge "$w/$(basename "$top")" \
 			$keep --progress json --json --seed 1 $opts >"$work/out.json"
 		read -r wall user sys rss <"$work/time"
 		# "open": until the copy phase starts (chain opened, validated, planned);
@@ -80,7 +86,7 @@ for r in $(seq "$rounds"); do
 			([.[] | select(.event == "phase")]) as $p |
 			(($p | map(select(.phase == "copy")))[0].elapsed_s // 0) as $open |
 			(($p | map(select(.phase == "cleanup")))[0].elapsed_s // $s.seconds) as $rm |
-			"round \($r) \($l): \($wall) s wall, \($s.seconds * 100 | floor / 100) s merge (open \($open) s, removal \(($s.seconds - $rm) * 100 | floor / 100) s), \($s.bytes_copied) bytes, \($s.data_writes) writes, \($s.bytes_copied / $s.seconds / 1e6 | floor) MB/s, cpu \($cpu) s, rss \($rss) KiB"' \
+			"round \($r) \($l): \($wall) s wall, \($s.seconds * 100 | floor / 100) s merge (open \($open) s, removal \(($s.seconds - $rm) * 100 | floor / 100) s), \($s.bytes_copied) bytes, \($s.data_writes) writes, \($s.commits // "-") commits (\($s.commit_seconds // 0 | . * 100 | floor / 100) s), \($s.bytes_copied / $s.seconds / 1e6 | floor) MB/s, cpu \($cpu) s, rss \($rss) KiB"' \
 			"$work/out.json"
 	done
 done
