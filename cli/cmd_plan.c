@@ -144,7 +144,9 @@ int cmd_plan(int argc, char **argv)
 	} else if (extents) {
 		printf("extents (destination offset, length, source):\n");
 	}
-	ret = vxm_plan(ch, &po, extents ? list_extent : NULL, &lc, &st, &err);
+	ret = vxm_plan_preflight(ch, po.dest, &err);
+	if (!ret)
+		ret = vxm_plan(ch, &po, extents ? list_extent : NULL, &lc, &st, &err);
 	if (ret) {
 		if (json && extents)
 			json_arr_end(&j);

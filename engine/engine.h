@@ -155,6 +155,15 @@ int vxm_image_lookup(struct vxm_image *img, uint64_t sector, uint64_t max, struc
 int vxm_image_write_headers(struct vxm_image *img, const struct vxm_hdr *h, const char *tag,
 			    struct vxm_err *err);
 
+/* The structural rules (engine/validate.c) `check` reports and every
+ * operation enforces before its first write: BAT entries, bitmap presence,
+ * overlaps between any two objects of the file, and the open's own notes.
+ * Returns the number of problems (noted on img), or -errno. */
+int vxm_image_validate(struct vxm_image *img, struct vxm_err *err);
+/* Preflight: 0 when img breaks no rule, else -VXM_ECORRUPT naming the
+ * file, its role in the operation, the first problem and its offset. */
+int vxm_image_require_valid(struct vxm_image *img, const char *role, struct vxm_err *err);
+
 /* Notes gathered while opening and checking. */
 void vxm_image_note(struct vxm_image *img, int severity, uint64_t off, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

@@ -1,11 +1,7 @@
 /* engine/inspect.c: `info` and `check` over one opened image.
  *
- * check streams the BAT window by window (engine.h I2) and validates each
- * entry, then sorts every allocated object of the file (header section, log,
- * regions, payload blocks, sector-bitmap blocks) by offset and reports each
- * overlap by name.  Memory: 16 bytes per allocated block, the one place the
- * program holds a per-block list (a 64 TiB disk of 1 MiB blocks fully
- * allocated needs 1 GiB here; the merge path never calls this).
+ * check is the dirty-log note plus the structural rules of validate.c, the
+ * same rules every operation's preflight enforces before its first write.
  *
  * I1: check never writes; repair writes only to replay a dirty log.
  */
@@ -87,154 +83,14 @@ int vxm_image_info(struct vxm_image *img, struct vxm_info *info, struct vxm_err 
 	return 0;
 }
 
-struct object {
-	uint64_t off, end;
-	uint64_t what; /* BAT index, or one of the OBJ_* codes */
-};
-#define OBJ_HEADERS (UINT64_MAX - 1)
-#define OBJ_LOG (UINT64_MAX - 2)
-#define OBJ_REGION(i) (UINT64_MAX - 3 - (i))
-
-#define OBJ_IS_BAT(w) ((w) < OBJ_REGION(VXM_MAX_TABLE_ENTRIES))
-
-/* By offset; at equal offsets the file's fixed structures come first, then
- * BAT entries by index, so every overlap is reported the same way on every
- * run (qsort is not stable). */
-static int cmp_obj(const void *a, const void *b)
-{
-	const struct object *x = a, *y = b;
-	if (x->off != y->off)
-		return x->off < y->off ? -1 : 1;
-	if (OBJ_IS_BAT(x->what) != OBJ_IS_BAT(y->what))
-		return OBJ_IS_BAT(x->what) ? 1 : -1;
-	return x->what < y->what ? -1 : x->what > y->what;
-}
-
-static void obj_name(const struct vxm_image *img, uint64_t what, char *out, size_t n)
-{
-	if (what == OBJ_HEADERS) {
-		snprintf(out, n, "the header section");
-	} else if (what == OBJ_LOG) {
-		snprintf(out, n, "the log");
-	} else if (what >= UINT64_MAX - 3 - VXM_MAX_TABLE_ENTRIES) {
-		uint64_t i = UINT64_MAX - 3 - what;
-		snprintf(out, n, "%s region", (int)i == img->rt->bat ? "the BAT"
-					       : (int)i == img->rt->metadata ? "the metadata"
-									       : "a");
-	} else if (vxm_geom_is_sb_index(&img->g, what)) {
-		snprintf(out, n, "the sector bitmap of chunk %llu (BAT entry %llu)",
-			 (unsigned long long)(what / (img->g.chunk_ratio + 1ull)),
-			 (unsigned long long)what);
-	} else {
-		snprintf(out, n, "block %llu (BAT entry %llu)",
-			 (unsigned long long)vxm_geom_block_of_index(&img->g, what),
-			 (unsigned long long)what);
-	}
-}
-
-struct check_ctx {
-	struct vxm_image *img;
-	struct object *obj;
-	size_t nobj, cap;
-	struct vxm_err *err;
-};
-
-static int add_obj(struct check_ctx *x, uint64_t off, uint64_t end, uint64_t what)
-{
-	if (x->nobj == x->cap) {
-		size_t nc = x->cap ? x->cap * 2 : 256;
-		struct object *no = realloc(x->obj, nc * sizeof(*no));
-		if (!no)
-			return vxm_fail(x->err, -ENOMEM, VXM_OFF_NONE, "out of memory");
-		x->obj = no;
-		x->cap = nc;
-	}
-	x->obj[x->nobj++] = (struct object){ off, end, what };
-	return 0;
-}
-
-static int check_entry(void *vctx, uint64_t idx, uint64_t e)
-{
-	struct check_ctx *x = vctx;
-	struct vxm_image *img = x->img;
-	const struct vxm_geom *g = &img->g;
-	uint64_t eoff = img->bat_region.off + idx * 8;
-	struct vxm_err ce = { 0 };
-
-	if (vxm_bat_check_entry(g, idx, e, eoff, img->file_size, &ce)) {
-		vxm_image_note(img, 1, ce.off, "%s", ce.msg);
-		return 0;
-	}
-	unsigned st = vxm_bat_state(e);
-	uint64_t off = vxm_bat_offset(e);
-	if (vxm_geom_is_sb_index(g, idx))
-		return st == VXM_SB_PRESENT ? add_obj(x, off, off + VXM_SB_BLOCK_SIZE, idx) : 0;
-	if (st != VXM_PB_FULLY_PRESENT && st != VXM_PB_PARTIALLY_PRESENT)
-		return 0;
-	uint64_t b = vxm_geom_block_of_index(g, idx), end = off + g->block_size;
-	if (end > img->file_size) /* stored short: the trailing block */
-		end = off + vxm_geom_block_bytes(g, b);
-	int ret = add_obj(x, off, end, idx);
-	if (!ret && st == VXM_PB_PARTIALLY_PRESENT) {
-		uint64_t c = b / g->chunk_ratio, sbe;
-		struct vxm_err se = { 0 };
-		uint64_t sbi = vxm_geom_sb_index(g, c);
-		if (vxm_image_bat_read(img, sbi, 1, &sbe, &se) == 0 &&
-		    vxm_bat_state(sbe) != VXM_SB_PRESENT)
-			vxm_image_note(img, 1, eoff,
-				       "BAT entry %llu (block %llu): PARTIALLY_PRESENT but the sector bitmap of chunk %llu (BAT entry %llu) is not present",
-				       (unsigned long long)idx, (unsigned long long)b,
-				       (unsigned long long)c, (unsigned long long)sbi);
-	}
-	return ret;
-}
-
 int vxm_image_check(struct vxm_image *img, struct vxm_err *err)
 {
-	struct check_ctx x = { .img = img, .err = err };
-	int ret = 0;
-
 	if (img->log_dirty && img->logseq.found)
 		vxm_image_note(img, 1, img->hdr.log_off,
 			       "log is dirty: %u entries (sequence %llu..%llu) must be replayed; reads show the replayed state; `check --repair` applies it",
 			       img->log_entries, (unsigned long long)img->logseq.tail_seq,
 			       (unsigned long long)img->logseq.head_seq);
-	ret = add_obj(&x, 0, VXM_HEADER_SECTION, OBJ_HEADERS);
-	if (!ret)
-		ret = add_obj(&x, img->hdr.log_off, img->hdr.log_off + img->hdr.log_len, OBJ_LOG);
-	for (uint32_t i = 0; !ret && i < img->rt->count; i++)
-		ret = add_obj(&x, img->rt->e[i].off, img->rt->e[i].off + img->rt->e[i].len,
-			      OBJ_REGION(i));
-	if (!ret)
-		ret = vxm_image_bat_scan(img, check_entry, &x, err);
-	if (ret)
-		goto out;
-	struct object *obj = x.obj;
-	size_t nobj = x.nobj;
-	qsort(obj, nobj, sizeof(*obj), cmp_obj);
-	/* Sweep: compare each object with the furthest-reaching one before it. */
-	size_t far = 0;
-	for (size_t i = 1; i < nobj; i++) {
-		if (obj[i].off < obj[far].end) {
-			char a[128], b[128];
-			obj_name(img, obj[far].what, a, sizeof(a));
-			obj_name(img, obj[i].what, b, sizeof(b));
-			/* Point at the BAT entry that placed a block there, if any. */
-			uint64_t at = OBJ_IS_BAT(obj[i].what)     ? img->bat_region.off + obj[i].what * 8
-				      : OBJ_IS_BAT(obj[far].what) ? img->bat_region.off + obj[far].what * 8
-								  : obj[i].off;
-			vxm_image_note(img, 1, at, "%s at 0x%llx overlaps %s [0x%llx,0x%llx)", b,
-				       (unsigned long long)obj[i].off, a,
-				       (unsigned long long)obj[far].off,
-				       (unsigned long long)obj[far].end);
-		}
-		if (obj[i].end > obj[far].end)
-			far = i;
-	}
-	ret = (int)(img->nproblems > INT32_MAX ? INT32_MAX : img->nproblems);
-out:
-	free(x.obj);
-	return ret;
+	return vxm_image_validate(img, err);
 }
 
 unsigned vxm_image_findings(const struct vxm_image *img, struct vxm_finding *out, unsigned max)

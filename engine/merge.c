@@ -1897,6 +1897,43 @@ out:
 	return ret;
 }
 
+/* The layers a merge or convert reads pass vxm_plan_preflight before the
+ * first write.  A layer of another virtual size than the top is merged
+ * exactly as the chain shows it (zeros past its end, vxm_chain_resolve I3):
+ * say so. */
+static int preflight_layers(const struct vxm_merge_opts *o, struct vxm_chain *c, int dest,
+			    struct vxm_err *err)
+{
+	int ret = vxm_plan_preflight(c, dest, err);
+	int top = (int)c->n - 1;
+	const struct vxm_image *t = c->layer[top].img;
+	for (int i = dest < 0 ? 0 : dest; i < top && !ret; i++) {
+		const struct vxm_image *img = c->layer[i].img;
+		if (img->m.virtual_size != t->m.virtual_size)
+			say(o, "%s has a virtual size of %llu bytes, the top %llu: the result reads exactly as the chain shows it (zeros past the end of a smaller layer%s)",
+			    img->path, (unsigned long long)img->m.virtual_size,
+			    (unsigned long long)t->m.virtual_size,
+			    i == dest ? "; the destination grows" : "");
+	}
+	return ret;
+}
+
+/* Each child of TOP is rewritten (its parent locator) after the data is
+ * merged: it passes the same rules first. */
+static int preflight_children(const struct vxm_journal *j, struct vxm_io *io, struct vxm_err *err)
+{
+	for (unsigned i = 0; i < j->nchildren; i++) {
+		struct vxm_image *img = NULL;
+		int ret = vxm_image_open(&img, io, j->child_path[i], 0, err);
+		if (!ret)
+			ret = vxm_image_require_valid(img, "a child of the top, to re-point", err);
+		vxm_image_close(img);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 static int take_locks(struct locks *l, struct vxm_chain *c, int dest, const struct vxm_journal *j,
 		      struct vxm_err *err)
 {
@@ -1947,6 +1984,8 @@ static int convert_run(const struct vxm_merge_opts *o, struct vxm_merge_result *
 	}
 	progress(o, "preflight", 0, 0, 0, 0, 0);
 	ret = vxm_chain_open(&c, o->top, &co, err);
+	if (!ret)
+		ret = preflight_layers(o, c, VXM_PLAN_NEW_FILE, err);
 	if (ret)
 		goto out;
 	int top = (int)c->n - 1;
@@ -2110,6 +2149,14 @@ int vxm_merge_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r, st
 		goto done;
 	}
 	jpath = find_journal(o, top_abs);
+	if (!jpath && access(o->top, F_OK) < 0 && errno == ENOENT) {
+		/* The usual cause: this merge finished and removed its merged
+		 * layers.  That is no I/O error, and nothing is left to do. */
+		ret = vxm_fail(err, -EINVAL, VXM_OFF_NONE,
+			       "%s does not exist and no interrupted merge of it is recorded beside it or its destination: nothing to merge (a finished merge removes the layers it merged; `vhdxmerge merge --status DEST` tells whether one is pending)",
+			       o->top);
+		goto done;
+	}
 	if (jpath) {
 		ret = vxm_journal_load(&j, jpath, err);
 		if (ret)
@@ -2159,6 +2206,9 @@ int vxm_merge_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r, st
 		struct vxm_image *d = c->layer[dest].img;
 		snprintf(r->dest, sizeof(r->dest), "%s", d->path);
 		r->layers_merged = (unsigned)(top - dest);
+		ret = preflight_layers(o, c, dest, err);
+		if (ret)
+			goto done;
 		struct vxm_plan_opts po = { .dest = dest, .top = top };
 		ret = vxm_plan(c, &po, NULL, NULL, &r->plan, err);
 		if (ret)
@@ -2179,10 +2229,14 @@ int vxm_merge_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r, st
 					goto done;
 				}
 			ret = take_locks(&l, c, dest, &j, err);
+			if (!ret)
+				ret = preflight_children(&j, o->io, err);
 			if (ret)
 				goto done;
 		} else {
 			ret = preflight_relatives(o, c, dest, &j, err);
+			if (!ret)
+				ret = preflight_children(&j, o->io, err);
 			if (!ret)
 				ret = take_locks(&l, c, dest, &j, err);
 			if (!ret)

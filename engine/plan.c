@@ -17,6 +17,8 @@
  * I1: extents are emitted in strictly increasing voff, never overlapping.
  * I2: every emitted sector is defined by a layer in (dest, top] (or, for a
  *     new file, in [0, top]); the value is that layer's: the newest wins.
+ *     A sector past D's end that no layer defines is emitted as zeros: the
+ *     chain shows zeros there, and D's own bytes would show once it grows.
  * I3: naive_copy_bytes counts each resolved sector once per level it would
  *     be rewritten by merging newest-first one level at a time.
  */
@@ -164,11 +166,21 @@ int vxm_plan(struct vxm_chain *c, const struct vxm_plan_opts *o, vxm_extent_fn f
 		t.spb = t.d->g.spb;
 	}
 
+	/* Past D's end the chain reads zeros (vxm_chain_resolve I3), whatever D's
+	 * file holds there (a trailing block's tail, stale BAT entries past its
+	 * old TotalBATEntries, its own parent's data): once D grows, those
+	 * sectors are D's, so they are written as zeros like any resolved run. */
+	uint64_t d_end = t.d ? t.d->m.virtual_size / lss : total;
 	for (uint64_t s = 0; s < total;) {
 		struct vxm_resolved r;
-		ret = vxm_chain_resolve(c, (unsigned)top, floor, s, total - s, &r, err);
+		uint64_t max = s < d_end && d_end < total ? d_end - s : total - s;
+		ret = vxm_chain_resolve(c, (unsigned)top, floor, s, max, &r, err);
 		if (ret)
 			return ret;
+		if (r.layer < 0 && s >= d_end) {
+			r.layer = (int)floor;
+			r.kind = VXM_RUN_ZERO;
+		}
 		st->runs++;
 		bool resolved = r.layer >= 0;
 		bool zero = r.kind == VXM_RUN_ZERO;

@@ -402,11 +402,19 @@ typedef int (*vxm_extent_fn)(void *ctx, const struct vxm_extent *e);
 /* Plans merging layers (dest, top] into dest, or every layer into a new
  * file, by the BATs and sector bitmaps alone: each sector's newest
  * definition wins (fmt §8.1).  Sectors no merged layer defines are not
- * emitted (D keeps them).  Extents are coalesced into the longest runs the
+ * emitted (D keeps them), except past D's end, where the chain shows zeros
+ * and zeros are emitted.  Extents are coalesced into the longest runs the
  * sources allow.  Memory is bounded by the layers' BAT windows and bitmap
  * slices (engine.h I2), whatever the disk size.  fn may be NULL (stats only). */
 int vxm_plan(struct vxm_chain *c, const struct vxm_plan_opts *o, vxm_extent_fn fn, void *ctx,
 	     struct vxm_plan_stats *st, struct vxm_err *err);
+/* The rules a merge into dest (VXM_PLAN_NEW_FILE: a convert) enforces
+ * before its first write, for the layers it reads: each passes every rule
+ * vxm_image_check reports (-VXM_ECORRUPT naming the file, its role, the
+ * first problem and its offset), and the top is not smaller than dest
+ * (-VXM_ECHAIN: a merge never shrinks its destination).  vxm_merge_run calls
+ * it; `plan` calls it so that what it says fits is what a merge accepts. */
+int vxm_plan_preflight(struct vxm_chain *c, int dest, struct vxm_err *err);
 /* Bytes available to an unprivileged writer on the filesystem holding path
  * (or, when path does not exist yet, its directory). */
 int vxm_space_free(const char *path, uint64_t *bytes, struct vxm_err *err);

@@ -171,6 +171,10 @@ static struct outcome model(const struct world *w, int top, int floor, uint64_t 
 			return (struct outcome){ O_ZERO, (int8_t)i, 0 };
 		}
 	}
+	/* Past the destination's end the chain shows zeros, which the merge
+	 * must write: D's own bytes there would show once it grows. */
+	if (floor > 0 && s >= w->L[floor - 1].sp.vsize / w->lss)
+		return (struct outcome){ O_ZERO, (int8_t)floor, 0 };
 	return (struct outcome){ O_NONE, -1, 0 };
 }
 
