@@ -243,6 +243,11 @@ int vxm_txn_del_meta(struct vxm_writer *w, const struct vxm_guid *id, bool is_us
  * names the transaction in errors.  No-op when nothing is staged. */
 int vxm_txn_commit(struct vxm_writer *w, const char *tag, struct vxm_err *err);
 
+/* Whether a session's first metadata change, an item of len bytes, would
+ * find room in img's metadata region (the writer places it in a gap and
+ * keeps the item it replaces until the change commits): 0 or -ENOSPC. */
+int vxm_image_meta_room(const struct vxm_image *img, uint32_t len);
+
 /* Allocates len bytes (rounded up to 1 MiB) at round_up(max(EOF, highest
  * allocation), 1 MiB) and extends the file first (fmt §7); the space reads
  * zeros and is never handed out twice in a session.  *off receives it. */

@@ -413,6 +413,84 @@ done:
 	return out;
 }
 
+/* The locator edit that re-points a child of TOP at D: D's DataWriteGuid g,
+ * no second linkage, a relative path to D, and the child's Windows paths
+ * (oldabs, oldvol) with D's file name swapped in when D sits where TOP did,
+ * otherwise dropped (fmt §8.4 step 7). */
+struct relink {
+	struct vxm_kv set[5];
+	char guid[40], zero[40];
+	char *rel, *nabs, *nvol;
+};
+
+static void relink_free(struct relink *k)
+{
+	free(k->rel);
+	free(k->nabs);
+	free(k->nvol);
+}
+
+static char *swap_name(const char *winpath, const char *name)
+{
+	const char *slash = strrchr(winpath, '\\');
+	char *out;
+	if (!slash || asprintf(&out, "%.*s\\%s", (int)(slash - winpath), winpath, name) < 0)
+		return NULL;
+	return out;
+}
+
+static int relink_child(struct relink *k, const char *child, const char *top, const char *dest,
+			const struct vxm_guid *g, const char *oldabs, const char *oldvol)
+{
+	static const struct vxm_guid z;
+	memset(k, 0, sizeof(*k));
+	braced(g, k->guid);
+	braced(&z, k->zero);
+	k->rel = win_relative(child, dest);
+	char *tdir = strdup(top), *ddir = strdup(dest), *dbase = strdup(dest);
+	bool same_dir = tdir && ddir && !strcmp(dirname(tdir), dirname(ddir));
+	if (same_dir && dbase && oldabs[0])
+		k->nabs = swap_name(oldabs, basename(dbase));
+	if (same_dir && dbase && oldvol[0])
+		k->nvol = swap_name(oldvol, basename(dbase));
+	free(tdir);
+	free(ddir);
+	free(dbase);
+	k->set[0] = (struct vxm_kv){ "parent_linkage", k->guid };
+	k->set[1] = (struct vxm_kv){ "parent_linkage2", k->zero };
+	k->set[2] = (struct vxm_kv){ "relative_path", k->rel };
+	k->set[3] = (struct vxm_kv){ "absolute_win32_path", k->nabs };
+	k->set[4] = (struct vxm_kv){ "volume_path", k->nvol };
+	return k->rel ? 0 : -ENOMEM;
+}
+
+/* Would img's metadata region hold its locator with `set` applied?  The
+ * writer places the new item beside the old one, so a packed region fails
+ * only after D is merged: checked before the first write instead. */
+static int locator_room(struct vxm_image *img, const struct vxm_kv *set, unsigned nset,
+			struct vxm_err *err)
+{
+	struct vxm_kv kv[VXM_LOCATOR_MAX_PAIRS + 8];
+	static char keys[VXM_LOCATOR_MAX_PAIRS + 8][64];
+	unsigned n = 0;
+	uint8_t *buf = malloc(64 * 1024);
+	int ret = buf ? 0 : -ENOMEM;
+	if (!ret && img->loc) {
+		locator_with(img, set, nset, kv, keys, &n);
+		long len = vxm_locator_encode(kv, n, buf, 64 * 1024);
+		ret = len < 0 ? (int)len : vxm_image_meta_room(img, (uint32_t)len);
+		if (ret == -ENOSPC)
+			ret = vxm_fail(err, -VXM_EUNSUPPORTED, img->meta_region.off,
+				       "%s: its metadata region (%u bytes at 0x%llx) has no room for the %ld-byte parent locator the merge writes; nothing was changed",
+				       img->path, img->meta_region.len,
+				       (unsigned long long)img->meta_region.off, len);
+		for (unsigned i = 0; i < n; i++)
+			free((void *)kv[i].value);
+	}
+	free(buf);
+	return ret;
+}
+
 /* ---- the executor ------------------------------------------------------------------ */
 
 /* pieces of the sources gathered into one write (ex_transfer): twice a
@@ -1610,11 +1688,7 @@ static int phase_cleanup(const struct vxm_merge_opts *o, struct vxm_journal *j, 
 static int phase_repoint(const struct vxm_merge_opts *o, struct vxm_io *io, struct vxm_journal *j,
 			 const char *jpath, struct vxm_merge_result *r, struct vxm_err *err)
 {
-	char want[40], zero[40];
-	static const struct vxm_guid z;
 	int ret;
-	braced(&j->dest_new_dwg, want);
-	braced(&z, zero);
 	progress(o, "repoint", 0, 0, 0, 0, 0);
 	for (unsigned i = 0; i < j->nchildren; i++) {
 		const char *path = j->child_path[i];
@@ -1629,39 +1703,11 @@ static int phase_repoint(const struct vxm_merge_opts *o, struct vxm_io *io, stru
 		vxm_image_close(img);
 		if (!done) {
 			/* M4: D is final and flushed (phase COPIED) before this. */
-			char *rel = win_relative(path, j->dest);
-			char *dbase = strdup(j->dest), *tbase = strdup(j->top);
-			const char *dname = basename(dbase);
-			/* swap D's file name into the Windows paths when D sits where
-			 * the old parent did, otherwise drop them (fmt §8.4 step 7) */
-			char *tdir = strdup(j->top), *ddir = strdup(j->dest);
-			bool same_dir = tdir && ddir && !strcmp(dirname(tdir), dirname(ddir));
-			char *nabs = NULL, *nvol = NULL;
-			if (same_dir && oldabs[0]) {
-				char *slash = strrchr(oldabs, '\\');
-				if (slash && asprintf(&nabs, "%.*s\\%s", (int)(slash - oldabs), oldabs, dname) < 0)
-					nabs = NULL;
-			}
-			if (same_dir && oldvol[0]) {
-				char *slash = strrchr(oldvol, '\\');
-				if (slash && asprintf(&nvol, "%.*s\\%s", (int)(slash - oldvol), oldvol, dname) < 0)
-					nvol = NULL;
-			}
-			struct vxm_kv set[] = {
-				{ "parent_linkage", want },
-				{ "parent_linkage2", zero },
-				{ "relative_path", rel },
-				{ "absolute_win32_path", nabs },
-				{ "volume_path", nvol },
-			};
-			ret = rel ? set_locator(io, path, set, 5, err) : -ENOMEM;
-			free(rel);
-			free(dbase);
-			free(tbase);
-			free(tdir);
-			free(ddir);
-			free(nabs);
-			free(nvol);
+			struct relink k;
+			ret = relink_child(&k, path, j->top, j->dest, &j->dest_new_dwg, oldabs, oldvol);
+			if (!ret)
+				ret = set_locator(io, path, k.set, 5, err);
+			relink_free(&k);
 			if (ret)
 				return ret;
 		}
@@ -1918,20 +1964,37 @@ static int preflight_layers(const struct vxm_merge_opts *o, struct vxm_chain *c,
 	return ret;
 }
 
-/* Each child of TOP is rewritten (its parent locator) after the data is
- * merged: it passes the same rules first. */
-static int preflight_children(const struct vxm_journal *j, struct vxm_io *io, struct vxm_err *err)
+/* The files whose locator the merge edits pass the rules too, and have
+ * room for the edit: each child of TOP (re-pointed at D after the data is
+ * merged) and C1 (parent_linkage2, before any other write). */
+static int preflight_relinks(struct vxm_chain *c, int dest, const struct vxm_journal *j,
+			     const char *top, struct vxm_io *io, struct vxm_err *err)
 {
-	for (unsigned i = 0; i < j->nchildren; i++) {
+	static const struct vxm_guid any; /* the edit's size does not depend on it */
+	char *dpath = abspath(c->layer[dest].img->path);
+	int ret = dpath ? 0 : -ENOMEM;
+	for (unsigned i = 0; i < j->nchildren && !ret; i++) {
 		struct vxm_image *img = NULL;
-		int ret = vxm_image_open(&img, io, j->child_path[i], 0, err);
+		struct relink k = { 0 };
+		ret = vxm_image_open(&img, io, j->child_path[i], 0, err);
 		if (!ret)
 			ret = vxm_image_require_valid(img, "a child of the top, to re-point", err);
+		if (!ret && img->loc)
+			ret = relink_child(&k, j->child_path[i], top, dpath, &any,
+					   img->loc->absolute_win32_path, img->loc->volume_path);
+		if (!ret)
+			ret = locator_room(img, k.set, 5, err);
+		relink_free(&k);
 		vxm_image_close(img);
-		if (ret)
-			return ret;
 	}
-	return 0;
+	if (!ret) {
+		char g[40];
+		braced(&any, g);
+		struct vxm_kv set[] = { { "parent_linkage2", g } };
+		ret = locator_room(c->layer[dest + 1].img, set, 1, err);
+	}
+	free(dpath);
+	return ret;
 }
 
 static int take_locks(struct locks *l, struct vxm_chain *c, int dest, const struct vxm_journal *j,
@@ -2230,13 +2293,13 @@ int vxm_merge_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r, st
 				}
 			ret = take_locks(&l, c, dest, &j, err);
 			if (!ret)
-				ret = preflight_children(&j, o->io, err);
+				ret = preflight_relinks(c, dest, &j, j.top, o->io, err);
 			if (ret)
 				goto done;
 		} else {
 			ret = preflight_relatives(o, c, dest, &j, err);
 			if (!ret)
-				ret = preflight_children(&j, o->io, err);
+				ret = preflight_relinks(c, dest, &j, top_abs, o->io, err);
 			if (!ret)
 				ret = take_locks(&l, c, dest, &j, err);
 			if (!ret)

@@ -535,20 +535,23 @@ static int cmp_freed(const void *a, const void *b)
 
 /* Lowest offset >= 64 KiB with len free bytes: not under any item of the
  * working table nor under space released in the open transaction. */
-static int meta_find_space(struct vxm_writer *w, uint32_t len, uint32_t *out)
+/* The first gap of len bytes in a metadata region of `region` bytes, past
+ * the table, between the items of mt and the extra spans (item space freed
+ * in an open transaction, still live until it commits). */
+static int meta_gap(const struct vxm_meta_table *mt, const struct freed *extra, unsigned nextra,
+		    uint32_t region, uint32_t len, uint32_t *out)
 {
-	unsigned n = w->mt->count + w->nfreed;
-	struct freed *v = malloc((n + 1) * sizeof(*v));
-	uint32_t region = w->img->meta_region.len, at = VXM_META_TABLE_SIZE;
+	struct freed *v = malloc((mt->count + nextra + 1) * sizeof(*v));
+	uint32_t at = VXM_META_TABLE_SIZE;
 	unsigned m = 0;
 
 	if (!v)
 		return -ENOMEM;
-	for (unsigned i = 0; i < w->mt->count; i++)
-		if (w->mt->e[i].len)
-			v[m++] = (struct freed){ w->mt->e[i].off, w->mt->e[i].len };
-	for (unsigned i = 0; i < w->nfreed; i++)
-		v[m++] = w->freed[i];
+	for (unsigned i = 0; i < mt->count; i++)
+		if (mt->e[i].len)
+			v[m++] = (struct freed){ mt->e[i].off, mt->e[i].len };
+	for (unsigned i = 0; i < nextra; i++)
+		v[m++] = extra[i];
 	qsort(v, m, sizeof(*v), cmp_freed);
 	for (unsigned i = 0; i < m; i++) {
 		if (v[i].off >= at && v[i].off - at >= len)
@@ -561,6 +564,19 @@ static int meta_find_space(struct vxm_writer *w, uint32_t len, uint32_t *out)
 		return -ENOSPC;
 	*out = at;
 	return 0;
+}
+
+static int meta_find_space(struct vxm_writer *w, uint32_t len, uint32_t *out)
+{
+	return meta_gap(w->mt, w->freed, w->nfreed, w->img->meta_region.len, len, out);
+}
+
+int vxm_image_meta_room(const struct vxm_image *img, uint32_t len)
+{
+	uint32_t at;
+	if (img->mt->count >= VXM_MAX_TABLE_ENTRIES)
+		return -ENOSPC;
+	return meta_gap(img->mt, NULL, 0, img->meta_region.len, len, &at);
 }
 
 static int remember_freed(struct vxm_writer *w, uint32_t off, uint32_t len)

@@ -241,6 +241,53 @@ static void every_file_the_merge_reads_or_changes_passes_the_same_rules(void **s
 	done(dir);
 }
 
+/* A file whose locator the merge edits must have room for the edit in its
+ * metadata region: a child of the top (re-pointed after the data is merged)
+ * or C1 (edited first) with a packed region is refused before any write. */
+static void fill_metadata_region(const char *dir, const char *name)
+{
+	char path[1200];
+	size_t len;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	uint8_t *f = tl_read_file(path, &len);
+	assert_non_null(f);
+	struct vxm_meta_table mt;
+	struct vxm_err err = { 0 };
+	assert_int_equal(vxm_meta_table_parse(f + META_AT, 64 * 1024, META_AT, MiB, &mt, &err), 0);
+	uint32_t end = 0;
+	for (unsigned i = 0; i < mt.count; i++)
+		if (mt.e[i].off + mt.e[i].len > end)
+			end = mt.e[i].off + mt.e[i].len;
+	/* a user item (unknown, not required: kept as is) over the rest */
+	struct vxm_meta_entry *e = &mt.e[mt.count++];
+	memset(e, 0, sizeof(*e));
+	memset(e->id.b, 0x5a, 16);
+	e->off = end;
+	e->len = (uint32_t)MiB - end;
+	e->flags = VXM_META_IS_USER;
+	vxm_meta_table_encode(&mt, f + META_AT);
+	assert_int_equal(tl_write_file(path, f, len), 0);
+	free(f);
+}
+
+static void a_locator_edit_without_room_is_refused_before_any_write(void **state)
+{
+	(void)state;
+	char *dir = chain("packed-child", true);
+	fill_metadata_region(dir, "s3.avhdx");
+	expect(dir, 0, "check s3.avhdx", NULL);
+	expect(dir, 9, "merge s2.avhdx", "s3.avhdx: its metadata region", "no room",
+	       "nothing was changed", NULL);
+	done(dir);
+
+	dir = chain("packed-c1", false);
+	fill_metadata_region(dir, "s1.avhdx");
+	expect(dir, 9, "merge s2.avhdx", "s1.avhdx: its metadata region", NULL);
+	/* the same chain converts: nothing of it is edited */
+	expect(dir, 0, "convert s2.avhdx new.vhdx", NULL);
+	done(dir);
+}
+
 /* Row 5, first half: a base larger than its children would have to shrink. */
 static void a_top_smaller_than_the_destination_is_refused(void **state)
 {
@@ -383,6 +430,7 @@ int main(void)
 		cmocka_unit_test(destination_entries_sharing_a_block_are_refused_before_any_write),
 		cmocka_unit_test(destination_entries_into_its_own_structures_are_refused),
 		cmocka_unit_test(every_file_the_merge_reads_or_changes_passes_the_same_rules),
+		cmocka_unit_test(a_locator_edit_without_room_is_refused_before_any_write),
 		cmocka_unit_test(a_top_smaller_than_the_destination_is_refused),
 		cmocka_unit_test(a_destination_that_grows_shows_none_of_its_stale_bytes),
 		cmocka_unit_test(a_middle_layer_of_another_size_merges_exactly_and_is_named),
