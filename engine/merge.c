@@ -50,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -123,28 +124,62 @@ static char *abspath(const char *p)
 
 /* ---- locks ---------------------------------------------------------------- */
 
-/* OFD locks conflict with qemu's image locks and with another vhdxmerge;
- * each file gets its own descriptor so our data descriptors never conflict
- * with our own locks. */
+/* Each file gets its own lock descriptor, so our data descriptors never
+ * conflict with our own locks, and two kinds of lock on it, as Linux keeps
+ * them apart: flock() (what `flock`, Python's fcntl.flock and many backup
+ * tools take) and an OFD lock over the whole file, which conflicts with
+ * POSIX (lockf) locks, with another vhdxmerge and with qemu.  qemu
+ * (file-posix) holds one-byte OFD read locks: byte 100 + n for each
+ * permission n it uses, 200 + n for each it does not share.  Our exclusive
+ * lock conflicts with any of them; our shared lock conflicts with none, so
+ * for a file we only read, a qemu that writes (byte 101) or resizes (103) it
+ * is asked for separately.  Our shared lock covers bytes 200 + n, so a qemu
+ * started later finds the file in use. */
 struct locks {
 	int fd[VXM_JOURNAL_MAX * 2 + 4];
 	unsigned n;
 };
 
+static int lock_busy(const char *path, const char *how, struct vxm_err *err)
+{
+	return vxm_fail(err, -EBUSY, VXM_OFF_NONE,
+			"%s is in use by another process (%s); stop the VM, backup agent or other tool using it and try again",
+			path, how);
+}
+
 static int lock_file(struct locks *l, const char *path, bool excl, struct vxm_err *err)
 {
-	int fd = open(path, (excl ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	const char *kind = NULL;
+	int fd = vxm_file_open(path, excl ? VXM_O_RDWR : VXM_O_RDONLY, &kind);
+	if (fd == -VXM_ENOTFILE)
+		return vxm_fail(err, fd, VXM_OFF_NONE, "%s is %s, not a disk image file", path, kind);
 	if (fd < 0)
-		return vxm_fail(err, -errno, VXM_OFF_NONE, "%s: cannot open: %s", path, strerror(errno));
+		return vxm_fail(err, fd, VXM_OFF_NONE, "%s: cannot open: %s", path, strerror(-fd));
+	/* a filesystem without flock (some FUSE and network mounts) still
+	 * has the OFD lock */
+	if (flock(fd, (excl ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0 && errno != EOPNOTSUPP &&
+	    errno != ENOLCK && errno != ENOSYS && errno != EINVAL) {
+		int e = errno;
+		close(fd);
+		if (e == EWOULDBLOCK)
+			return lock_busy(path, "locked with flock", err);
+		return vxm_fail(err, -e, VXM_OFF_NONE, "%s: cannot lock: %s", path, strerror(e));
+	}
 	struct flock fl = { .l_type = excl ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET };
 	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
 		int e = errno;
 		close(fd);
 		if (e == EAGAIN || e == EACCES)
-			return vxm_fail(err, -EBUSY, VXM_OFF_NONE,
-					"%s is in use by another process (locked); stop the VM, backup agent or other tool using it and try again",
-					path);
+			return lock_busy(path, "locked", err);
 		return vxm_fail(err, -e, VXM_OFF_NONE, "%s: cannot lock: %s", path, strerror(e));
+	}
+	for (int b = 101; !excl && b <= 103; b += 2) {
+		struct flock q = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = b, .l_len = 1 };
+		/* a whole-file read lock (another reader) starts at 0 */
+		if (fcntl(fd, F_OFD_GETLK, &q) == 0 && q.l_type != F_UNLCK && q.l_start >= 100) {
+			close(fd);
+			return lock_busy(path, b == 101 ? "qemu has it open for writing" : "qemu may resize it", err);
+		}
 	}
 	if (l->n < sizeof(l->fd) / sizeof(l->fd[0]))
 		l->fd[l->n++] = fd;
