@@ -122,6 +122,33 @@ static char *abspath(const char *p)
 	return out;
 }
 
+/* A layer's path as the chain found it, absolute, its directory resolved but
+ * not its last component: a symlinked layer is named (and later removed) as
+ * the link, never as the file it points to.  For a path that is no symlink
+ * this is realpath(), what journals recorded before. */
+static char *abspath_link(const char *p)
+{
+	char *d = strdup(p), *b = strdup(p), *rd = NULL, *out = NULL;
+	if (d && b) {
+		const char *base = basename(b);
+		rd = realpath(dirname(d), NULL);
+		if (rd && strcmp(base, ".") && strcmp(base, "..") && strcmp(base, "/") &&
+		    asprintf(&out, "%s/%s", strcmp(rd, "/") ? rd : "", base) < 0)
+			out = NULL;
+	}
+	free(d);
+	free(b);
+	free(rd);
+	return out ? out : abspath(p);
+}
+
+/* The file a symlinked layer points to (kept at cleanup), or NULL. */
+static char *link_target(const char *p)
+{
+	struct stat st;
+	return lstat(p, &st) == 0 && S_ISLNK(st.st_mode) ? realpath(p, NULL) : NULL;
+}
+
 /* ---- locks ---------------------------------------------------------------- */
 
 /* Each file gets its own lock descriptor, so our data descriptors never
@@ -1617,6 +1644,36 @@ static int remove_file(const char *path, unsigned *count)
 	return ret;
 }
 
+static bool same_dir(const char *a, const char *b)
+{
+	char *x = strdup(a), *y = strdup(b);
+	bool eq = x && y && !strcmp(dirname(x), dirname(y));
+	free(x);
+	free(y);
+	return eq;
+}
+
+/* A symlinked layer lost its link; the file it pointed to stays where it is
+ * (it may be outside every directory the chain was found in, where nothing
+ * is deleted unnamed) and is named. */
+static void kept_target(const struct vxm_merge_opts *o, const struct vxm_journal *j, unsigned i,
+			struct vxm_merge_result *r)
+{
+	const char *t = j->layer_target[i];
+	struct stat st;
+	if (!t || stat(t, &st) < 0)
+		return;
+	bool inside = same_dir(t, j->top) || same_dir(t, j->dest);
+	for (unsigned k = 0; k < j->nlayers && !inside; k++)
+		inside = same_dir(t, j->layer_path[k]);
+	for (unsigned k = 0; k < j->nchildren && !inside; k++)
+		inside = same_dir(t, j->child_path[k]);
+	say(o, "kept %s: the target of the symlink %s%s; it is no longer a valid checkpoint", t,
+	    j->layer_path[i], inside ? "" : ", outside the chain's directories");
+	size_t n = strlen(r->kept);
+	snprintf(r->kept + n, sizeof(r->kept) - n, "%s%s", n ? "\n" : "", t);
+}
+
 static int phase_cleanup(const struct vxm_merge_opts *o, struct vxm_journal *j, const char *jpath,
 			 struct vxm_merge_result *r, struct vxm_err *err)
 {
@@ -1637,6 +1694,7 @@ static int phase_cleanup(const struct vxm_merge_opts *o, struct vxm_journal *j, 
 				return vxm_fail(err, ret, VXM_OFF_NONE, "%s: cannot remove: %s",
 						j->layer_path[i], strerror(-ret));
 			vxm_fsync_dir(j->layer_path[i]);
+			kept_target(o, j, i, r);
 		}
 	}
 	return vxm_journal_remove(jpath, err);
@@ -2133,7 +2191,7 @@ int vxm_merge_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r, st
 	struct locks l = { .n = 0 };
 	struct vxm_io io = { 0 };
 	bool io_up = false;
-	char *top_abs = abspath(o->top), *jpath = NULL;
+	char *top_abs = abspath_link(o->top), *jpath = NULL;
 	double t0 = now_s();
 	int ret;
 
@@ -2250,7 +2308,8 @@ int vxm_merge_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r, st
 				unsigned k = j.nlayers++;
 				j.layer_dwg[k] = c->layer[i].img->hdr.data_write;
 				j.layer_seq[k] = c->layer[i].img->hdr.seq;
-				j.layer_path[k] = abspath(c->layer[i].img->path);
+				j.layer_path[k] = abspath_link(c->layer[i].img->path);
+				j.layer_target[k] = link_target(j.layer_path[k]);
 			}
 			jpath = vxm_journal_path(j.dest);
 			if (!jpath) {

@@ -517,6 +517,9 @@ struct vxm_merge_result {
 	uint64_t free_bytes;
 	double seconds;
 	unsigned layers_merged, children_repointed, files_removed;
+	char kept[2048];            /* symlinked merged layers: the link was
+				     * removed, the files they pointed to kept,
+				     * one per line */
 	bool resumed;               /* continued an interrupted run */
 	bool dry_run;
 	char dest[4096];
