@@ -89,6 +89,15 @@ static void summary(const struct vxm_merge_opts *o, const struct vxm_merge_resul
 		json_u64(&j, "free_bytes", r->free_bytes);
 		json_u64(&j, "children_repointed", r->children_repointed);
 		json_u64(&j, "files_removed", r->files_removed);
+		json_arr_begin(&j, "kept");
+		for (const char *k = r->kept; *k;) {
+			size_t n = strcspn(k, "\n");
+			char one[sizeof(r->kept)];
+			snprintf(one, sizeof(one), "%.*s", (int)n, k);
+			json_str(&j, NULL, one);
+			k += n + (k[n] != 0);
+		}
+		json_arr_end(&j);
 		json_dbl(&j, "seconds", r->seconds);
 		json_dbl(&j, "bytes_per_second", rate);
 		json_obj_end(&j);

@@ -131,10 +131,12 @@ static const char *win_basename(const char *p)
 }
 
 /* Finds name in dir: exact first, then case-insensitively.  Returns a
- * malloc'd path or NULL. */
+ * malloc'd path or NULL.  A regular file wins; failing one, a name that is
+ * something else (a FIFO, a directory) is returned all the same, so that
+ * open_parent() can say it was skipped and why. */
 static char *find_in_dir(const char *dir, const char *name)
 {
-	char *p;
+	char *p, *other = NULL;
 	struct stat st;
 
 	if (!name[0])
@@ -142,22 +144,37 @@ static char *find_in_dir(const char *dir, const char *name)
 	p = path_join(dir, name);
 	if (!p)
 		return NULL;
-	if (stat(p, &st) == 0 && S_ISREG(st.st_mode))
-		return p;
-	free(p);
+	if (stat(p, &st) == 0) {
+		if (S_ISREG(st.st_mode))
+			return p;
+		other = p;
+	} else {
+		free(p);
+	}
 	DIR *d = opendir(dir);
 	if (!d)
-		return NULL;
+		return other;
 	struct dirent *e;
 	p = NULL;
 	while ((e = readdir(d))) {
-		if (!strcasecmp(e->d_name, name)) {
-			p = path_join(dir, e->d_name);
+		if (strcasecmp(e->d_name, name))
+			continue;
+		char *q = path_join(dir, e->d_name);
+		if (q && stat(q, &st) == 0 && S_ISREG(st.st_mode)) {
+			p = q;
 			break;
 		}
+		if (q && !other)
+			other = q;
+		else
+			free(q);
 	}
 	closedir(d);
-	return p;
+	if (p) {
+		free(other);
+		return p;
+	}
+	return other;
 }
 
 struct cand_list {
@@ -203,13 +220,18 @@ static void candidates(const struct vxm_image *child, const struct vxm_chain_opt
 				if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
 					cand_add(l, p, "relative_path");
 				} else {
-					/* same directory, the name case-insensitively */
+					/* same directory, the name case-insensitively;
+					 * something not a file under the very name is
+					 * kept to be reported as skipped */
 					char *pdir = dir_of(p);
+					if (stat(p, &st) == 0)
+						cand_add(l, p, "relative_path");
+					else
+						free(p);
 					if (pdir)
 						cand_add(l, find_in_dir(pdir, win_basename(rel)),
 							 "relative_path (case-insensitive)");
 					free(pdir);
-					free(p);
 				}
 			}
 			free(rel);
@@ -224,8 +246,7 @@ static void candidates(const struct vxm_image *child, const struct vxm_chain_opt
 					     "absolute_win32_path (file name)" };
 	for (int k = 0; k < 3; k++)
 		cand_add(l, find_in_dir(dir, names[k]), vias[k]);
-	if (loc->absolute_win32_path[0] == '/' && stat(loc->absolute_win32_path, &st) == 0 &&
-	    S_ISREG(st.st_mode))
+	if (loc->absolute_win32_path[0] == '/' && stat(loc->absolute_win32_path, &st) == 0)
 		cand_add(l, strdup(loc->absolute_win32_path), "absolute_win32_path");
 	for (unsigned s = 0; o && s < o->nsearch; s++)
 		for (int k = 0; k < 3; k++)
@@ -262,8 +283,9 @@ static int open_parent(struct vxm_chain *c, const struct vxm_image *child,
 	const struct vxm_locator *loc = child->loc;
 	struct cand_list l = { 0 };
 	char want[VXM_GUID_STRLEN + 1], want2[VXM_GUID_STRLEN + 1];
-	char tried[2048] = "";
-	size_t tl = 0;
+	char tried[2048] = "", skipped[1024] = "";
+	size_t tl = 0, sl = 0;
+	unsigned ntried = 0;
 	struct vxm_err first_open = { 0 };
 	int ret = -VXM_ECHAIN;
 
@@ -278,6 +300,16 @@ static int open_parent(struct vxm_chain *c, const struct vxm_image *child,
 
 		if (stat(l.path[i], &st) < 0)
 			continue;
+		if (!S_ISREG(st.st_mode)) {
+			/* not a candidate: never opened (a FIFO would block the
+			 * open, a device is no checkpoint), only reported */
+			const char *k = vxm_file_kind(l.path[i]);
+			sl += (size_t)snprintf(skipped + sl, sl < sizeof(skipped) ? sizeof(skipped) - sl : 0,
+					       "%s%s (via %s) is %s, not a disk image file", sl ? "; " : "",
+					       l.path[i], l.via[i], k ? k : "not a regular file");
+			continue;
+		}
+		ntried++;
 		if (in_chain(c, &st)) {
 			ret = vxm_fail(err, -VXM_ECHAIN, VXM_OFF_NONE,
 				       "%s: its parent %s is already in the chain (a cycle)",
@@ -320,19 +352,22 @@ static int open_parent(struct vxm_chain *c, const struct vxm_image *child,
 		}
 		goto out;
 	}
-	if (l.n == 0)
+	if (ntried == 0)
 		ret = vxm_fail(err, -VXM_ECHAIN, VXM_OFF_NONE,
-			       "%s: parent not found: relative_path '%s', absolute_win32_path '%s' (linkage {%s}); no such file next to it%s",
-			       child->path, loc->relative_path, loc->absolute_win32_path, want,
+			       "%s: parent not found%s%s%s: relative_path '%s', absolute_win32_path '%s' (linkage {%s}); no %s next to it%s",
+			       child->path, sl ? " (skipped " : "", skipped, sl ? ")" : "",
+			       loc->relative_path, loc->absolute_win32_path, want,
+			       sl ? "disk image file" : "such file",
 			       o && o->nsearch ? " or in the search directories" : "; try --search-dir DIR");
 	else if (first_open.code && !strstr(tried, "DataWriteGuid"))
-		ret = vxm_fail(err, first_open.code, first_open.off, "%s: parent %s: %s", child->path,
-			       first_open.path, first_open.msg);
+		ret = vxm_fail(err, first_open.code, first_open.off, "%s: parent %s: %s%s%s", child->path,
+			       first_open.path, first_open.msg, sl ? "; skipped " : "", skipped);
 	else
 		ret = vxm_fail(err, -VXM_ECHAIN, VXM_OFF_NONE,
-			       "%s: no candidate parent has DataWriteGuid {%s}%s%s%s: tried %s (the parent was modified after this checkpoint was taken, or it is another file)",
+			       "%s: no candidate parent has DataWriteGuid {%s}%s%s%s: tried %s%s%s (the parent was modified after this checkpoint was taken, or it is another file)",
 			       child->path, want, loc->has_linkage2 ? " or {" : "",
-			       loc->has_linkage2 ? want2 : "", loc->has_linkage2 ? "}" : "", tried);
+			       loc->has_linkage2 ? want2 : "", loc->has_linkage2 ? "}" : "", tried,
+			       sl ? "; skipped " : "", skipped);
 out:
 	for (unsigned i = 0; i < l.n; i++)
 		free(l.path[i]);
@@ -369,6 +404,13 @@ int vxm_chain_open(struct vxm_chain **out, const char *top, const struct vxm_cha
 	}
 	if (stat(top, &st) < 0) {
 		ret = vxm_fail(err, -errno, VXM_OFF_NONE, "cannot open: %s", strerror(errno));
+		vxm_err_path(err, top);
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		const char *k = vxm_file_kind(top);
+		ret = vxm_fail(err, -VXM_ENOTFILE, VXM_OFF_NONE, "is %s, not a disk image file",
+			       k ? k : "not a regular file");
 		vxm_err_path(err, top);
 		goto fail;
 	}

@@ -522,7 +522,7 @@ int vxm_image_create(const char *path, const struct vxm_create_params *p, struct
 	{
 		char *d = strdup(path);
 		if (d) {
-			int ds = vxm_io_open(io, dirname(d), VXM_O_RDONLY);
+			int ds = vxm_io_open(io, dirname(d), VXM_O_RDONLY | VXM_O_DIR);
 			if (ds >= 0) {
 				(void)vxm_io_sync(io, ds, "create-dir", true);
 				vxm_io_close(io, ds);

@@ -354,7 +354,8 @@ struct vxm_journal {
 	unsigned nlayers;         /* merged layers, base side first */
 	struct vxm_guid layer_dwg[VXM_JOURNAL_MAX];
 	uint64_t layer_seq[VXM_JOURNAL_MAX];
-	char *layer_path[VXM_JOURNAL_MAX];
+	char *layer_path[VXM_JOURNAL_MAX]; /* as the chain found it: a symlink stays one */
+	char *layer_target[VXM_JOURNAL_MAX]; /* a symlinked layer's file, kept; else NULL */
 	unsigned nchildren;       /* children of TOP re-pointed at D */
 	struct vxm_guid child_dwg[VXM_JOURNAL_MAX];
 	uint64_t child_seq[VXM_JOURNAL_MAX];

@@ -16,6 +16,7 @@ int vxm_exit_code(int err)
 	case VXM_EUNSUPPORTED:
 		return VXM_EXIT_UNSUPPORTED;
 	case VXM_ECHAIN:
+	case VXM_ENOTFILE:
 		return VXM_EXIT_CHAIN;
 	case ENOSPC:
 	case EDQUOT:

@@ -13,7 +13,9 @@
  * the only writer).
  *
  * Content: "key value" lines, first line "vhdxmerge-journal 1", last line
- * "end" (a file without it is refused).  Paths are absolute.
+ * "end" (a file without it is refused).  Paths are absolute.  Keys a reader
+ * does not know are skipped, so a key added later ("layer_target") leaves
+ * the version at 1: older journals load, and older readers load newer ones.
  *
  * I1: the journal is written before the first change to any file of the
  *     merge and removed only after the last one is durable.
@@ -60,8 +62,10 @@ void vxm_journal_fini(struct vxm_journal *j)
 	free(j->top);
 	free(j->dest);
 	free(j->out);
-	for (unsigned i = 0; i < j->nlayers; i++)
+	for (unsigned i = 0; i < j->nlayers; i++) {
 		free(j->layer_path[i]);
+		free(j->layer_target[i]);
+	}
 	for (unsigned i = 0; i < j->nchildren; i++)
 		free(j->child_path[i]);
 	memset(j, 0, sizeof(*j));
@@ -98,6 +102,10 @@ int vxm_journal_save(const struct vxm_journal *j, const char *path, struct vxm_e
 	char g1[VXM_GUID_STRLEN + 1], g2[VXM_GUID_STRLEN + 1];
 	int ret = 0;
 
+	const char *kind = vxm_file_kind(path);
+	if (kind) /* the rename below would replace it */
+		return vxm_fail(err, -VXM_ENOTFILE, VXM_OFF_NONE,
+				"%s is %s, not a merge journal; remove it or move it away", path, kind);
 	if (asprintf(&lock, "%s.lock", path) < 0)
 		return -ENOMEM;
 	unlink(lock); /* a stale lock of a killed run: we hold the file locks */
@@ -133,6 +141,9 @@ int vxm_journal_save(const struct vxm_journal *j, const char *path, struct vxm_e
 	for (unsigned i = 0; i < j->nlayers; i++)
 		fprintf(f, "layer %s %" PRIu64 " %s\n", vxm_guid_fmt(&j->layer_dwg[i], g1),
 			j->layer_seq[i], j->layer_path[i]);
+	for (unsigned i = 0; i < j->nlayers; i++)
+		if (j->layer_target[i])
+			fprintf(f, "layer_target %u %s\n", i, j->layer_target[i]);
 	for (unsigned i = 0; i < j->nchildren; i++)
 		fprintf(f, "child %s %" PRIu64 " %s\n", vxm_guid_fmt(&j->child_dwg[i], g1),
 			j->child_seq[i], j->child_path[i]);
@@ -167,14 +178,24 @@ static int jphase(const char *s)
 
 int vxm_journal_load(struct vxm_journal *j, const char *path, struct vxm_err *err)
 {
-	FILE *f = fopen(path, "r");
+	const char *kind = NULL;
 	char line[8192];
 	bool ended = false, first = true;
 	int ret = 0;
 
 	memset(j, 0, sizeof(*j));
-	if (!f)
-		return -errno;
+	/* journals are looked for by name: a FIFO so named must not block */
+	int fd = vxm_file_open(path, VXM_O_RDONLY, &kind);
+	if (fd == -VXM_ENOTFILE)
+		return vxm_fail(err, fd, VXM_OFF_NONE,
+				"%s is %s, not a merge journal; remove it or move it away", path, kind);
+	if (fd < 0)
+		return fd;
+	FILE *f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		return -ENOMEM;
+	}
 	while (fgets(line, sizeof(line), f)) {
 		size_t n = strlen(line);
 		if (n && line[n - 1] == '\n')
@@ -229,6 +250,15 @@ int vxm_journal_load(struct vxm_journal *j, const char *path, struct vxm_err *er
 			j->alloc_next = strtoull(val, NULL, 10);
 		} else if (!strcmp(line, "keep_merged")) {
 			j->keep_merged = atoi(val);
+		} else if (!strcmp(line, "layer_target")) {
+			/* after every "layer" line (journals without it: no symlinks) */
+			char *end, *sp = strchr(val, ' ');
+			unsigned long k = strtoul(val, &end, 10);
+			if (!sp || end != sp || k >= j->nlayers || j->layer_target[k]) {
+				ret = -VXM_ECORRUPT;
+				break;
+			}
+			j->layer_target[k] = strdup(sp + 1);
 		} else if (!strcmp(line, "layer") || !strcmp(line, "child")) {
 			bool layer = line[0] == 'l';
 			unsigned *cnt = layer ? &j->nlayers : &j->nchildren;

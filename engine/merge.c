@@ -50,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -121,30 +122,91 @@ static char *abspath(const char *p)
 	return out;
 }
 
+/* A layer's path as the chain found it, absolute, its directory resolved but
+ * not its last component: a symlinked layer is named (and later removed) as
+ * the link, never as the file it points to.  For a path that is no symlink
+ * this is realpath(), what journals recorded before. */
+static char *abspath_link(const char *p)
+{
+	char *d = strdup(p), *b = strdup(p), *rd = NULL, *out = NULL;
+	if (d && b) {
+		const char *base = basename(b);
+		rd = realpath(dirname(d), NULL);
+		if (rd && strcmp(base, ".") && strcmp(base, "..") && strcmp(base, "/") &&
+		    asprintf(&out, "%s/%s", strcmp(rd, "/") ? rd : "", base) < 0)
+			out = NULL;
+	}
+	free(d);
+	free(b);
+	free(rd);
+	return out ? out : abspath(p);
+}
+
+/* The file a symlinked layer points to (kept at cleanup), or NULL. */
+static char *link_target(const char *p)
+{
+	struct stat st;
+	return lstat(p, &st) == 0 && S_ISLNK(st.st_mode) ? realpath(p, NULL) : NULL;
+}
+
 /* ---- locks ---------------------------------------------------------------- */
 
-/* OFD locks conflict with qemu's image locks and with another vhdxmerge;
- * each file gets its own descriptor so our data descriptors never conflict
- * with our own locks. */
+/* Each file gets its own lock descriptor, so our data descriptors never
+ * conflict with our own locks, and two kinds of lock on it, as Linux keeps
+ * them apart: flock() (what `flock`, Python's fcntl.flock and many backup
+ * tools take) and an OFD lock over the whole file, which conflicts with
+ * POSIX (lockf) locks, with another vhdxmerge and with qemu.  qemu
+ * (file-posix) holds one-byte OFD read locks: byte 100 + n for each
+ * permission n it uses, 200 + n for each it does not share.  Our exclusive
+ * lock conflicts with any of them; our shared lock conflicts with none, so
+ * for a file we only read, a qemu that writes (byte 101) or resizes (103) it
+ * is asked for separately.  Our shared lock covers bytes 200 + n, so a qemu
+ * started later finds the file in use. */
 struct locks {
 	int fd[VXM_JOURNAL_MAX * 2 + 4];
 	unsigned n;
 };
 
+static int lock_busy(const char *path, const char *how, struct vxm_err *err)
+{
+	return vxm_fail(err, -EBUSY, VXM_OFF_NONE,
+			"%s is in use by another process (%s); stop the VM, backup agent or other tool using it and try again",
+			path, how);
+}
+
 static int lock_file(struct locks *l, const char *path, bool excl, struct vxm_err *err)
 {
-	int fd = open(path, (excl ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	const char *kind = NULL;
+	int fd = vxm_file_open(path, excl ? VXM_O_RDWR : VXM_O_RDONLY, &kind);
+	if (fd == -VXM_ENOTFILE)
+		return vxm_fail(err, fd, VXM_OFF_NONE, "%s is %s, not a disk image file", path, kind);
 	if (fd < 0)
-		return vxm_fail(err, -errno, VXM_OFF_NONE, "%s: cannot open: %s", path, strerror(errno));
+		return vxm_fail(err, fd, VXM_OFF_NONE, "%s: cannot open: %s", path, strerror(-fd));
+	/* a filesystem without flock (some FUSE and network mounts) still
+	 * has the OFD lock */
+	if (flock(fd, (excl ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0 && errno != EOPNOTSUPP &&
+	    errno != ENOLCK && errno != ENOSYS && errno != EINVAL) {
+		int e = errno;
+		close(fd);
+		if (e == EWOULDBLOCK)
+			return lock_busy(path, "locked with flock", err);
+		return vxm_fail(err, -e, VXM_OFF_NONE, "%s: cannot lock: %s", path, strerror(e));
+	}
 	struct flock fl = { .l_type = excl ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET };
 	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
 		int e = errno;
 		close(fd);
 		if (e == EAGAIN || e == EACCES)
-			return vxm_fail(err, -EBUSY, VXM_OFF_NONE,
-					"%s is in use by another process (locked); stop the VM, backup agent or other tool using it and try again",
-					path);
+			return lock_busy(path, "locked", err);
 		return vxm_fail(err, -e, VXM_OFF_NONE, "%s: cannot lock: %s", path, strerror(e));
+	}
+	for (int b = 101; !excl && b <= 103; b += 2) {
+		struct flock q = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = b, .l_len = 1 };
+		/* a whole-file read lock (another reader) starts at 0 */
+		if (fcntl(fd, F_OFD_GETLK, &q) == 0 && q.l_type != F_UNLCK && q.l_start >= 100) {
+			close(fd);
+			return lock_busy(path, b == 101 ? "qemu has it open for writing" : "qemu may resize it", err);
+		}
 	}
 	if (l->n < sizeof(l->fd) / sizeof(l->fd[0]))
 		l->fd[l->n++] = fd;
@@ -1660,6 +1722,36 @@ static int remove_file(const char *path, unsigned *count)
 	return ret;
 }
 
+static bool same_dir(const char *a, const char *b)
+{
+	char *x = strdup(a), *y = strdup(b);
+	bool eq = x && y && !strcmp(dirname(x), dirname(y));
+	free(x);
+	free(y);
+	return eq;
+}
+
+/* A symlinked layer lost its link; the file it pointed to stays where it is
+ * (it may be outside every directory the chain was found in, where nothing
+ * is deleted unnamed) and is named. */
+static void kept_target(const struct vxm_merge_opts *o, const struct vxm_journal *j, unsigned i,
+			struct vxm_merge_result *r)
+{
+	const char *t = j->layer_target[i];
+	struct stat st;
+	if (!t || stat(t, &st) < 0)
+		return;
+	bool inside = same_dir(t, j->top) || same_dir(t, j->dest);
+	for (unsigned k = 0; k < j->nlayers && !inside; k++)
+		inside = same_dir(t, j->layer_path[k]);
+	for (unsigned k = 0; k < j->nchildren && !inside; k++)
+		inside = same_dir(t, j->child_path[k]);
+	say(o, "kept %s: the target of the symlink %s%s; it is no longer a valid checkpoint", t,
+	    j->layer_path[i], inside ? "" : ", outside the chain's directories");
+	size_t n = strlen(r->kept);
+	snprintf(r->kept + n, sizeof(r->kept) - n, "%s%s", n ? "\n" : "", t);
+}
+
 static int phase_cleanup(const struct vxm_merge_opts *o, struct vxm_journal *j, const char *jpath,
 			 struct vxm_merge_result *r, struct vxm_err *err)
 {
@@ -1680,6 +1772,7 @@ static int phase_cleanup(const struct vxm_merge_opts *o, struct vxm_journal *j, 
 				return vxm_fail(err, ret, VXM_OFF_NONE, "%s: cannot remove: %s",
 						j->layer_path[i], strerror(-ret));
 			vxm_fsync_dir(j->layer_path[i]);
+			kept_target(o, j, i, r);
 		}
 	}
 	return vxm_journal_remove(jpath, err);
@@ -2200,7 +2293,7 @@ int vxm_merge_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r, st
 	struct locks l = { .n = 0 };
 	struct vxm_io io = { 0 };
 	bool io_up = false;
-	char *top_abs = abspath(o->top), *jpath = NULL;
+	char *top_abs = abspath_link(o->top), *jpath = NULL;
 	double t0 = now_s();
 	int ret;
 
@@ -2332,7 +2425,8 @@ int vxm_merge_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r, st
 				unsigned k = j.nlayers++;
 				j.layer_dwg[k] = c->layer[i].img->hdr.data_write;
 				j.layer_seq[k] = c->layer[i].img->hdr.seq;
-				j.layer_path[k] = abspath(c->layer[i].img->path);
+				j.layer_path[k] = abspath_link(c->layer[i].img->path);
+				j.layer_target[k] = link_target(j.layer_path[k]);
 			}
 			jpath = vxm_journal_path(j.dest);
 			if (!jpath) {

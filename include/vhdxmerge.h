@@ -32,6 +32,7 @@ enum vxm_errcode {
 	VXM_EDIRTY,          /* the log must be replayed and the caller said no */
 	VXM_ECRASHED,        /* fault injection: the simulated machine lost power */
 	VXM_ENOTVHDX,        /* no "vhdxfile" identifier: not a VHDX file at all */
+	VXM_ENOTFILE,        /* a FIFO, socket, device or directory, not a file */
 	VXM_ECODE_END
 };
 
@@ -113,7 +114,8 @@ enum vxm_exit {
 	VXM_EXIT_PROBLEMS = 1,     /* check found problems, compare found a difference */
 	VXM_EXIT_USAGE = 2,
 	VXM_EXIT_CORRUPT = 3,      /* input breaks the format */
-	VXM_EXIT_CHAIN = 4,        /* chain broken or mismatched */
+	VXM_EXIT_CHAIN = 4,        /* chain broken or mismatched, or a layer
+				    * that is not a file (VXM_ENOTFILE) */
 	VXM_EXIT_NOSPACE = 5,
 	VXM_EXIT_IO = 6,
 	VXM_EXIT_INUSE = 7,        /* locked by another process */
@@ -523,6 +525,9 @@ struct vxm_merge_result {
 	uint64_t free_bytes;
 	double seconds;
 	unsigned layers_merged, children_repointed, files_removed;
+	char kept[2048];            /* symlinked merged layers: the link was
+				     * removed, the files they pointed to kept,
+				     * one per line */
 	bool resumed;               /* continued an interrupted run */
 	bool dry_run;
 	char dest[4096];

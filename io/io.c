@@ -28,6 +28,7 @@
  */
 #define _GNU_SOURCE
 #include "io_priv.h"
+#include "vhdxmerge.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -292,36 +293,119 @@ int vxm_io_add_fd(struct vxm_io *io, int fd, const char *path, unsigned flags)
 	return slot_publish(io, slot);
 }
 
+static const char *kind_of(mode_t m)
+{
+	if (S_ISREG(m))
+		return "a regular file";
+	if (S_ISFIFO(m))
+		return "a FIFO";
+	if (S_ISSOCK(m))
+		return "a socket";
+	if (S_ISCHR(m))
+		return "a character device";
+	if (S_ISBLK(m))
+		return "a block device";
+	if (S_ISDIR(m))
+		return "a directory";
+	if (S_ISLNK(m))
+		return "a symbolic link";
+	return "not a regular file";
+}
+
+const char *vxm_file_kind(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) < 0 || S_ISREG(st.st_mode))
+		return NULL;
+	return kind_of(st.st_mode);
+}
+
+static bool kind_ok(mode_t m, unsigned flags)
+{
+	return (flags & VXM_O_DIR) ? S_ISDIR(m) : S_ISREG(m);
+}
+
+/* F1: stat() first, so a device is never even opened (opening one can have
+ * effects of its own: a tape rewinds, a watchdog arms); O_NONBLOCK so a path
+ * swapped for a FIFO after the stat() cannot block open() (a FIFO without a
+ * writer would block it, and every read, forever); fstat() of what was
+ * opened decides; O_NONBLOCK cleared again, as io_uring answers -EAGAIN
+ * instead of waiting on a file opened non-blocking. */
+static int open_checked(const char *path, int oflags, unsigned flags, const char **kind)
+{
+	struct stat st;
+	int fd;
+
+	if (!(oflags & O_CREAT) && stat(path, &st) == 0 && !kind_ok(st.st_mode, flags)) {
+		if (kind)
+			*kind = kind_of(st.st_mode);
+		return -VXM_ENOTFILE;
+	}
+	fd = open(path, oflags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	if (!kind_ok(st.st_mode, flags)) {
+		if (kind)
+			*kind = kind_of(st.st_mode);
+		close(fd);
+		return -VXM_ENOTFILE;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+static int open_flags(unsigned flags)
+{
+	int oflags = (flags & VXM_O_RDWR) ? O_RDWR : O_RDONLY;
+	if (flags & VXM_O_CREATE)
+		oflags |= O_CREAT | O_EXCL;
+	if (flags & VXM_O_TRUNC)
+		oflags |= O_TRUNC;
+	if (flags & VXM_O_DIR)
+		oflags = O_RDONLY | O_DIRECTORY;
+	return oflags;
+}
+
+int vxm_file_open(const char *path, unsigned flags, const char **kind)
+{
+	return open_checked(path, open_flags(flags), flags, kind);
+}
+
 int vxm_io_open(struct vxm_io *io, const char *path, unsigned flags)
 {
-	int oflags = O_CLOEXEC;
+	int oflags = open_flags(flags);
 	int fd;
 
 	if (io->lower)
 		return mirror(io, vxm_io_open(io->lower, path, flags));
 	if (io->ops->flags & VXM_IO_MEMFILES)
 		return -EOPNOTSUPP;
-	oflags |= (flags & VXM_O_RDWR) ? O_RDWR : O_RDONLY;
-	if (flags & VXM_O_CREATE)
-		oflags |= O_CREAT | O_EXCL;
-	if (flags & VXM_O_TRUNC)
-		oflags |= O_TRUNC;
 	fd = -1;
-	if (flags & VXM_O_DIRECT) {
-		fd = open(path, oflags | O_DIRECT, 0644);
-		if (fd < 0 && errno == EINVAL && io->params.log) {
+	if ((flags & VXM_O_DIRECT) && !(flags & VXM_O_DIR)) {
+		fd = open_checked(path, oflags | O_DIRECT, flags, NULL);
+		if (fd == -EINVAL && io->params.log) {
 			char line[600];
 			snprintf(line, sizeof(line), "%s: O_DIRECT not supported here, using buffered I/O",
 				 path);
 			io->params.log(io->params.log_ctx, line);
 		}
-		if (fd < 0 && errno != EINVAL)
-			return -errno;
+		if (fd < 0 && fd != -EINVAL)
+			return fd;
 	}
 	if (fd < 0)
-		fd = open(path, oflags, 0644);
+		fd = open_checked(path, oflags, flags, NULL);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	int slot = vxm_io_add_fd(io, fd, path, flags);
 	if (slot == -ENOMEM)
 		close(fd);

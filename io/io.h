@@ -94,6 +94,7 @@ enum vxm_open_flags {
 	VXM_O_CREATE = 1u << 1,  /* create; fails if it exists (O_EXCL) */
 	VXM_O_TRUNC = 1u << 2,
 	VXM_O_DIRECT = 1u << 3,  /* try O_DIRECT; fall back with a log line */
+	VXM_O_DIR = 1u << 4,     /* a directory, read-only (to sync it) */
 };
 
 struct vxm_io_stats {
@@ -188,8 +189,18 @@ int vxm_io_init(struct vxm_io *io, const struct vxm_io_ops *ops, const struct vx
  * closes every file and releases the backend.  Safe on a zeroed or failed io. */
 void vxm_io_fini(struct vxm_io *io);
 
-/* Opens path; returns the slot (>= 0) or -errno. */
+/* Opens path; returns the slot (>= 0) or -errno.  Only a regular file (a
+ * directory with VXM_O_DIR) is opened: anything else (a FIFO, socket,
+ * device) is refused with -VXM_ENOTFILE, never read, written or waited on
+ * (F1 in io.c: open never blocks). */
 int vxm_io_open(struct vxm_io *io, const char *path, unsigned flags);
+/* The same check for a descriptor of the caller's own (lock descriptors,
+ * journals): a blocking, close-on-exec descriptor, or -errno; on
+ * -VXM_ENOTFILE *kind (may be NULL) names what path is, "a FIFO". */
+int vxm_file_open(const char *path, unsigned flags, const char **kind);
+/* What path is when it is not a regular file ("a FIFO", "a directory", ...),
+ * for messages; NULL for a regular file or a path stat() cannot reach. */
+const char *vxm_file_kind(const char *path);
 /* Adds an existing descriptor (ownership passes to io). */
 int vxm_io_add_fd(struct vxm_io *io, int fd, const char *path, unsigned flags);
 /* Memory backends only: a file backed by buf.  With VXM_O_RDWR the bytes are

@@ -72,6 +72,8 @@ const char *vxm_strerror(int code)
 		return "simulated crash";
 	case VXM_ENOTVHDX:
 		return "not a VHDX file";
+	case VXM_ENOTFILE:
+		return "not a regular file (a FIFO, socket, device or directory)";
 	default:
 		return strerror(-code);
 	}
