@@ -15,7 +15,7 @@
  *
  * Overlaps are found in one BAT pass with a bitmap of the file's MiB units:
  * every object of a VHDX file starts on a 1 MiB boundary (BAT offsets are
- * in MiB, regions and the log are MiB-aligned, fmt §1.4, §2.5) and no two
+ * in MiB, regions and the log are MiB-aligned, fmt §1.1, §5.2) and no two
  * valid objects share a unit, so a unit marked twice is an overlap.  Memory
  * is one bit per MiB of file (8 MiB for a 64 TiB file), not a list of
  * blocks; the owners of a collision are named by a second pass over the

@@ -4,7 +4,8 @@
  * performs I/O or allocates memory: callers hand in buffers holding the bytes
  * of a structure together with the file offset those bytes came from, so
  * every error can name the structure and the absolute offset.  The reference
- * is ../shared/docs/vhdx-format.md (cited as "fmt §n") and [MS-VHDX] v6.0.
+ * is docs/vhdx-format.md in this repository (cited as "fmt §n" and "fmt Pn"),
+ * with the [MS-VHDX] v6.0 section behind each rule.
  *
  * Conventions
  *  - Functions return 0 or a negative error: -errno, or one of the -VXM_E*
