@@ -1072,7 +1072,7 @@ static void dirty_log_with_a_torn_data_sector_replays_up_to_the_entry_before(voi
 /* The head entry's descriptor is re-aimed at header 1 (CRC recomputed):
  * headers are never logged.  Neither a read-only open nor --repair may
  * apply any of it. */
-static void log_replay_that_would_write_into_the_headers_is_corrupt_at_the_target_0x10000(void **state)
+static void log_replay_that_would_write_into_the_headers_is_corrupt_at_its_descriptor_0x107040(void **state)
 {
 	struct mc c;
 	(void)state;
@@ -1080,8 +1080,9 @@ static void log_replay_that_would_write_into_the_headers_is_corrupt_at_the_targe
 	assert_int_equal(get64(&c, 0x107000 + 64 + 16), 0x300000);
 	put64(&c, 0x107000 + 64 + 16, HDR1);
 	fix_crc(&c, 0x107000, 0x2000);
-	expect_error(&c, -VXM_ECORRUPT, HDR1, "log: an update targets 0x10000, inside the identifier or headers",
-		     NULL);
+	expect_error(&c, -VXM_ECORRUPT, 0x107040,
+		     "log entry 80117443871106391 at 0x107000: descriptor 0 (data, at 0x107040) writes [0x10000,+0x1000)",
+		     "inside the file identifier and headers");
 }
 
 /* The head entry (CRC recomputed) says the file grows to 4 EiB.  Replay
@@ -1096,7 +1097,7 @@ static void log_entry_growing_the_file_to_4_eib_is_corrupt_at_its_last_file_offs
 	put64(&c, 0x107000 + 56, 1ull << 62);
 	fix_crc(&c, 0x107000, 0x2000);
 	expect_error(&c, -VXM_ECORRUPT, 0x107038,
-		     "log entry at 0x107000: LastFileOffset 0x4000000000000000 is implausibly large",
+		     "log entry 80117443871106391 at 0x107000: LastFileOffset 0x4000000000000000 is implausibly large",
 		     NULL);
 }
 
@@ -1228,7 +1229,7 @@ int main(void)
 		cmocka_unit_test(dirty_log_whose_entries_all_carry_another_log_guid_is_ignored_with_a_problem_at_0x100000),
 		cmocka_unit_test(dirty_log_with_six_stale_entries_replays_only_the_current_one),
 		cmocka_unit_test(dirty_log_with_a_torn_data_sector_replays_up_to_the_entry_before),
-		cmocka_unit_test(log_replay_that_would_write_into_the_headers_is_corrupt_at_the_target_0x10000),
+		cmocka_unit_test(log_replay_that_would_write_into_the_headers_is_corrupt_at_its_descriptor_0x107040),
 		cmocka_unit_test(dirty_log_of_32_mib_whose_entries_name_no_tail_is_scanned_in_linear_time),
 		cmocka_unit_test(log_entry_growing_the_file_to_4_eib_is_corrupt_at_its_last_file_offset_0x107038),
 		cmocka_unit_test(file_shorter_than_the_flushed_file_offset_is_corrupt_at_its_end_0x2300000),
