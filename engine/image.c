@@ -15,10 +15,9 @@
  * I4: a read-only open never writes; a writable open writes nothing unless
  *     the log is dirty, and then only once steps 1-6 have all passed (header
  *     update, apply, flush, grow, clear): a refusal leaves the file as it was.
- * I5: replayed updates stay inside the file's legitimate extent (not the
- *     identifier, headers, reserved header space or the log; no wrap; not
- *     past the file and LastFileOffset, see vxm_log_validate), and growth
- *     past the file's end needs structures there; such a log is corrupt.
+ * I5: replayed updates stay inside the file's legitimate extent (see
+ *     vxm_log_validate), growth past its end needs structures there (step
+ *     6); such a log is corrupt.
  */
 #define _GNU_SOURCE
 #include "engine.h"
@@ -98,19 +97,16 @@ int vxm_image_pread(struct vxm_image *img, void *buf, uint64_t len, uint64_t off
 /* A dirty log, replayed into the overlay by open_log and judged, then
  * applied in place, by log_finish once the replayed metadata is known. */
 struct log_replay {
+	struct vxm_image *img;
+	struct vxm_err *err;
 	bool pending;
 	uint64_t size0;            /* the file's size before replay */
 	struct vxm_log_need need;  /* the size replay grows it to, and who asks */
 };
 
-struct overlay_ctx {
-	struct vxm_image *img;
-	struct vxm_err *err;
-};
-
 static int overlay_apply(void *vctx, uint64_t off, const uint8_t *data, uint64_t len)
 {
-	struct overlay_ctx *c = vctx;
+	struct log_replay *c = vctx;
 	struct vxm_image *img = c->img;
 
 	if (img->nov == img->ov_cap) {
@@ -216,20 +212,17 @@ static int open_log(struct vxm_image *img, struct log_replay *rp, struct vxm_err
 				  (unsigned long long)img->logseq.flushed_file_offset);
 		goto out_free;
 	}
-	/* Every target of every entry is judged before any is applied (I4,
-	 * I5).  The cap refuses an absurd LastFileOffset here, before the
-	 * region tables are read through a view of the file grown to it. */
+	/* Every target judged before any is applied (I4, I5); the cap refuses an
+	 * absurd LastFileOffset before the file is viewed as grown to it. */
 	struct vxm_log_limits lim = { .file_size = img->file_size,
 				      .max_size = VXM_MAX_VIRTUAL_SIZE * 2 };
 	ret = vxm_log_validate(log, h->log_len, h->log_off, &img->logseq, &h->log_guid, &lim,
 			       &rp->need, err);
 	if (ret)
 		goto out_free;
-	/* Always into memory first, RDWR included: the replayed region
-	 * tables, metadata and BAT must open before anything is written. */
-	struct overlay_ctx c = { .img = img, .err = err };
+	/* Into memory first, RDWR too: the replayed metadata opens before any write. */
 	ret = vxm_log_replay(log, h->log_len, h->log_off, &img->logseq, &h->log_guid,
-			     overlay_apply, &c, err);
+			     overlay_apply, rp, err);
 	if (ret)
 		goto out_free;
 	rp->pending = true;
@@ -241,14 +234,12 @@ out_free:
 	return ret;
 }
 
-/* Replay may grow the file (fmt §6.4) only as far as what the replayed file
- * places there: its structures' end, and no further than every block and
- * region of its geometry could take.  A CRC-valid entry asking for 1 TiB of
- * a 16 MiB file is corrupt, not an order to make a 1 TiB file. */
+/* Replay may grow the file (fmt §6.4) only as far as its replayed
+ * structures reach, and by no more than all blocks and regions of its
+ * geometry take: a CRC-valid entry asking 1 TiB of a 16 MiB file is corrupt. */
 static int justify_growth(struct vxm_image *img, const struct log_replay *rp, struct vxm_err *err)
 {
 	const struct vxm_log_need *n = &rp->need;
-	const struct vxm_geom *g = &img->g;
 	char who[128];
 	uint64_t end;
 
@@ -259,7 +250,8 @@ static int justify_growth(struct vxm_image *img, const struct log_replay *rp, st
 		return ret;
 	/* at most 2^26 blocks of at most 2^28 bytes: no overflow */
 	uint64_t cap = VXM_HEADER_SECTION + (uint64_t)img->hdr.log_len +
-		       g->payload_blocks * g->block_size + g->sb_blocks * VXM_SB_BLOCK_SIZE;
+		       img->g.payload_blocks * img->g.block_size +
+		       img->g.sb_blocks * VXM_SB_BLOCK_SIZE;
 	for (uint32_t i = 0; i < img->rt->count; i++)
 		cap += img->rt->e[i].len;
 	if (n->desc < 0)
@@ -282,10 +274,9 @@ static int justify_growth(struct vxm_image *img, const struct log_replay *rp, st
 	return 0;
 }
 
-/* fmt §6.5: first header update (new FileWriteGuid, LogGuid kept), then the
- * overlay's updates in log order, flush, grow, flush, clear LogGuid.
- * DataWriteGuid is kept: replay re-applies committed work (fmt P15).  The
- * overlay is dropped after: the file now reads as it did. */
+/* fmt §6.5: header update (new FileWriteGuid, LogGuid kept), the overlay in
+ * log order, flush, grow, flush, drop the overlay (the file holds it now),
+ * clear LogGuid.  DataWriteGuid is kept: replay re-applies committed work. */
 static int replay_in_place(struct vxm_image *img, struct vxm_err *err)
 {
 	static const uint8_t zero[64 * 1024];
@@ -308,34 +299,28 @@ static int replay_in_place(struct vxm_image *img, struct vxm_err *err)
 			return vxm_fail(err, ret, u->off, "log replay: write at 0x%llx failed: %s",
 					(unsigned long long)u->off, vxm_strerror(ret));
 	}
-	uint64_t sz;
+	uint64_t sz, last = img->logseq.last_file_offset;
 	ret = vxm_io_sync(img->io, img->slot, "replay-apply", false);
-	if (!ret)
-		ret = vxm_io_size(img->io, img->slot, &sz);
-	if (!ret && img->logseq.last_file_offset > sz) {
-		ret = vxm_io_resize(img->io, img->slot, img->logseq.last_file_offset);
+	if (!ret && !(ret = vxm_io_size(img->io, img->slot, &sz)) && last > sz) {
+		sz = last;
+		ret = vxm_io_resize(img->io, img->slot, sz);
 		if (!ret)
 			ret = vxm_io_sync(img->io, img->slot, "replay-grow", true);
-		sz = img->logseq.last_file_offset;
 	}
 	if (ret)
 		return vxm_fail(err, ret, img->hdr.log_off, "log replay: flush failed: %s",
 				vxm_strerror(ret));
 	img->file_size = sz;
-	nh = img->hdr;
-	memset(nh.log_guid.b, 0, 16);
-	ret = vxm_image_write_headers(img, &nh, "replay-done", err);
-	if (ret)
-		return ret;
 	for (unsigned i = 0; i < img->nov; i++)
 		free(img->ov[i].data);
 	img->nov = 0;
-	return 0;
+	nh = img->hdr;
+	memset(nh.log_guid.b, 0, 16);
+	return vxm_image_write_headers(img, &nh, "replay-done", err);
 }
 
-/* After the replayed region tables and metadata have opened: the growth is
- * judged, then a writable open applies the log (I4), a NO_REPLAY open
- * refuses it, a read-only one keeps the overlay. */
+/* Once the replayed metadata has opened: the growth is judged, then a writable
+ * open applies the log (I4), NO_REPLAY refuses it, read-only keeps the overlay. */
 static int log_finish(struct vxm_image *img, const struct log_replay *rp, struct vxm_err *err)
 {
 	if (!rp->pending)
@@ -347,11 +332,8 @@ static int log_finish(struct vxm_image *img, const struct log_replay *rp, struct
 		return vxm_fail(err, -VXM_EDIRTY, img->hdr.log_off,
 				"log: %u entries must be replayed (run: vhdxmerge check --repair)",
 				img->log_entries);
-	if (img->flags & VXM_IMAGE_RDWR) {
-		ret = replay_in_place(img, err);
-		if (ret)
-			return ret;
-	}
+	if ((img->flags & VXM_IMAGE_RDWR) && (ret = replay_in_place(img, err)))
+		return ret;
 	img->log_replayed = true;
 	return 0;
 }
@@ -574,7 +556,7 @@ static int open_common(struct vxm_image *img, struct vxm_err *err)
 			vxm_image_note(img, 0, i ? VXM_HDR2_OFF : VXM_HDR1_OFF,
 				       "header %d is not valid (a torn update leaves this); header %d is current",
 				       i + 1, 2 - i);
-	struct log_replay rp = { 0 };
+	struct log_replay rp = { .img = img, .err = err };
 	ret = open_log(img, &rp, err);
 	if (ret)
 		return ret;
