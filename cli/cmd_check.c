@@ -2,8 +2,10 @@
  *
  * Exit 0: clean.  Exit 1: problems found (a file that does not even open
  * counts as one problem, named with its offset).  Other codes: the check
- * could not run (missing file: I/O error).  Only --repair writes, and only
- * to replay a dirty log.
+ * could not run (missing file: I/O error), or --repair met a log it must
+ * not replay (3 corrupt: a target outside the file's extent, a growth its
+ * structures do not justify...).  Only --repair writes, and only to replay
+ * a dirty log, after validating all of it.
  */
 #include "cli.h"
 
@@ -25,7 +27,8 @@ void help_check(FILE *out)
 		"  --repair  replay a dirty log in place (the only change check ever makes)\n"
 		"  --json    {\"path\", \"clean\", \"problems\", \"findings\": [{severity, offset, message}]}\n"
 		"\n"
-		"Exit status: 0 clean, 1 problems found, other codes as for every command.\n");
+		"Exit status: 0 clean, 1 problems found, other codes as for every command\n"
+		"(--repair on a log that cannot be replayed safely: 3, nothing written).\n");
 }
 
 static void report(const char *path, bool json, int problems, const struct vxm_finding *f,
@@ -117,10 +120,20 @@ int cmd_check(int argc, char **argv)
 	int ret;
 
 	if (repair) {
+		/* A log that must be replayed and cannot be is no finding of
+		 * the check: the repair asked for failed, for the file's sake
+		 * (exit 3 corrupt, 9 unsupported), and nothing was written. */
 		ret = vxm_image_repair(path, &repaired, &err);
-		if (ret && ret != -VXM_ECORRUPT && ret != -VXM_EUNSUPPORTED && ret != -VXM_ENOTVHDX)
-			return cli_fail(&err, ret);
-		vxm_err_clear(&err);
+		if (ret && json) {
+			report(path, json, 1, NULL, 0, &err, false);
+			return vxm_exit_code(ret);
+		}
+		if (ret) {
+			int code = cli_fail(&err, ret);
+			fprintf(stderr, "%s: %s: --repair refused; nothing was written\n", cli_prog,
+				path);
+			return code;
+		}
 	}
 	ret = vxm_image_open(&img, NULL, path, 0, &err);
 	if (ret) {

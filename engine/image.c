@@ -2,18 +2,22 @@
  *
  * Open order (each step validates before the next trusts its output):
  *   1. identifier, both headers -> the current header (fmt §1.3)
- *   2. log placement; when LogGuid != 0 the active sequence is found and
- *      replayed: into an in-memory overlay (read-only) or in place (RDWR),
- *      before anything else is read (fmt §6.4)
+ *   2. log placement; when LogGuid != 0 the active sequence is found, every
+ *      target of every entry validated, and the log replayed into an
+ *      in-memory overlay before anything else is read (fmt §6.4)
  *   3. both region tables (through the overlay: the log may rewrite them)
  *   4. metadata region, its items, the parent locator
  *   5. BAT geometry and placement; entries are read lazily in windows
+ *   6. a dirty log: the growth it asks for is judged against the replayed
+ *      structures; then a writable open applies it in place
  *
  * I1..I3: see engine.h.
  * I4: a read-only open never writes; a writable open writes nothing unless
- *     the log is dirty (then: header update, apply, flush, grow, clear).
- * I5: replayed updates may not touch the identifier, the headers or the log
- *     itself; such a log is corrupt.
+ *     the log is dirty, and then only once steps 1-6 have all passed (header
+ *     update, apply, flush, grow, clear): a refusal leaves the file as it was.
+ * I5: replayed updates stay inside the file's legitimate extent (see
+ *     vxm_log_validate), growth past its end needs structures there (step
+ *     6); such a log is corrupt.
  */
 #define _GNU_SOURCE
 #include "engine.h"
@@ -90,53 +94,21 @@ int vxm_image_pread(struct vxm_image *img, void *buf, uint64_t len, uint64_t off
 
 /* ---- log replay ------------------------------------------------------------- */
 
-struct replay_ctx {
+/* A dirty log, replayed into the overlay by open_log and judged, then
+ * applied in place, by log_finish once the replayed metadata is known. */
+struct log_replay {
 	struct vxm_image *img;
 	struct vxm_err *err;
-	bool in_place;
-	uint64_t max_end;
+	bool pending;
+	uint64_t size0;            /* the file's size before replay */
+	struct vxm_log_need need;  /* the size replay grows it to, and who asks */
 };
 
-static int check_target(struct vxm_image *img, uint64_t off, uint64_t len, struct vxm_err *err)
+static int overlay_apply(void *vctx, uint64_t off, const uint8_t *data, uint64_t len)
 {
-	uint64_t lo = img->hdr.log_off, hi = lo + img->hdr.log_len;
-
-	if (off < VXM_RT1_OFF)
-		return vxm_corrupt(err, off,
-				   "log: an update targets 0x%llx, inside the identifier or headers (never logged)",
-				   (unsigned long long)off);
-	if (off < hi && lo < off + len)
-		return vxm_corrupt(err, off, "log: an update targets 0x%llx, inside the log itself",
-				   (unsigned long long)off);
-	if (off + len > VXM_MAX_VIRTUAL_SIZE * 2)
-		return vxm_corrupt(err, off, "log: an update of %llu bytes at 0x%llx is implausibly large",
-				   (unsigned long long)len, (unsigned long long)off);
-	return 0;
-}
-
-static int replay_apply(void *vctx, uint64_t off, const uint8_t *data, uint64_t len)
-{
-	struct replay_ctx *c = vctx;
+	struct log_replay *c = vctx;
 	struct vxm_image *img = c->img;
-	int ret = check_target(img, off, len, c->err);
 
-	if (ret)
-		return ret;
-	if (off + len > c->max_end)
-		c->max_end = off + len;
-	if (c->in_place) {
-		if (data)
-			ret = vxm_io_pwrite(img->io, img->slot, data, len, off);
-		else {
-			static const uint8_t zero[VXM_LOG_SECTOR];
-			for (uint64_t d = 0; d < len && !ret; d += VXM_LOG_SECTOR)
-				ret = vxm_io_pwrite(img->io, img->slot, zero, VXM_LOG_SECTOR, off + d);
-		}
-		if (ret)
-			return vxm_fail(c->err, ret, off, "log replay: write at 0x%llx failed: %s",
-					(unsigned long long)off, vxm_strerror(ret));
-		return 0;
-	}
 	if (img->nov == img->ov_cap) {
 		unsigned cap = img->ov_cap ? img->ov_cap * 2 : 32;
 		struct vxm_overlay_upd *n = realloc(img->ov, cap * sizeof(*n));
@@ -191,7 +163,7 @@ int vxm_image_write_headers(struct vxm_image *img, const struct vxm_hdr *h, cons
 	return 0;
 }
 
-static int open_log(struct vxm_image *img, struct vxm_err *err)
+static int open_log(struct vxm_image *img, struct log_replay *rp, struct vxm_err *err)
 {
 	const struct vxm_hdr *h = &img->hdr;
 	uint8_t *log = NULL;
@@ -233,20 +205,6 @@ static int open_log(struct vxm_image *img, struct vxm_err *err)
 		goto out_free;
 	}
 	img->log_entries = img->logseq.count;
-	/* Replay grows the file to LastFileOffset: bound it as check_target()
-	 * bounds the updates, or a damaged entry has repair create an
-	 * exabyte-sized sparse file (or fail half-way with EFBIG). */
-	if (img->logseq.last_file_offset > VXM_MAX_VIRTUAL_SIZE * 2 ||
-	    img->logseq.flushed_file_offset > VXM_MAX_VIRTUAL_SIZE * 2) {
-		bool last = img->logseq.last_file_offset > VXM_MAX_VIRTUAL_SIZE * 2;
-		ret = vxm_corrupt(err, h->log_off + img->logseq.head + (last ? 56 : 48),
-				  "log entry at 0x%llx: %s 0x%llx is implausibly large (more than 128 TiB)",
-				  (unsigned long long)(h->log_off + img->logseq.head),
-				  last ? "LastFileOffset" : "FlushedFileOffset",
-				  (unsigned long long)(last ? img->logseq.last_file_offset
-							    : img->logseq.flushed_file_offset));
-		goto out_free;
-	}
 	if (img->file_size < img->logseq.flushed_file_offset) {
 		ret = vxm_corrupt(err, img->file_size,
 				  "log: the file is %llu bytes but the log says %llu were durable: truncated",
@@ -254,68 +212,130 @@ static int open_log(struct vxm_image *img, struct vxm_err *err)
 				  (unsigned long long)img->logseq.flushed_file_offset);
 		goto out_free;
 	}
-	if (img->flags & VXM_IMAGE_NO_REPLAY) {
-		ret = vxm_fail(err, -VXM_EDIRTY, h->log_off,
-			       "log: %u entries must be replayed (run: vhdxmerge check --repair)",
-			       img->log_entries);
-		goto out_free;
-	}
-	struct replay_ctx c = { .img = img, .err = err, .in_place = !!(img->flags & VXM_IMAGE_RDWR) };
-	if (c.in_place) {
-		/* Validate every target before the first in-place write (I4, I5). */
-		struct replay_ctx dry = { .img = img, .err = err, .in_place = false };
-		unsigned nov0 = img->nov;
-		ret = vxm_log_replay(log, h->log_len, h->log_off, &img->logseq, &h->log_guid,
-				     replay_apply, &dry, err);
-		for (unsigned i = nov0; i < img->nov; i++)
-			free(img->ov[i].data);
-		img->nov = nov0;
-		if (ret)
-			goto out_free;
-		/* fmt §6.5: first header update (new FileWriteGuid, LogGuid kept),
-		 * then replay, flush, grow, flush, clear LogGuid.  DataWriteGuid is
-		 * kept: replay re-applies committed work (fmt P15). */
-		struct vxm_hdr nh = img->hdr;
-		vxm_guid_new(&nh.file_write);
-		ret = vxm_image_write_headers(img, &nh, "replay-begin", err);
-		if (ret)
-			goto out_free;
-	}
-	ret = vxm_log_replay(log, h->log_len, h->log_off, &img->logseq, &h->log_guid, replay_apply,
-			     &c, err);
+	/* Every target judged before any is applied (I4, I5); the cap refuses an
+	 * absurd LastFileOffset before the file is viewed as grown to it. */
+	struct vxm_log_limits lim = { .file_size = img->file_size,
+				      .max_size = VXM_MAX_VIRTUAL_SIZE * 2 };
+	ret = vxm_log_validate(log, h->log_len, h->log_off, &img->logseq, &h->log_guid, &lim,
+			       &rp->need, err);
 	if (ret)
 		goto out_free;
-	uint64_t grow = img->logseq.last_file_offset;
-	if (c.in_place) {
-		ret = vxm_io_sync(img->io, img->slot, "replay-apply", false);
-		if (!ret && grow > img->file_size) {
-			ret = vxm_io_resize(img->io, img->slot, grow);
-			if (!ret)
-				ret = vxm_io_sync(img->io, img->slot, "replay-grow", true);
-		}
-		if (ret) {
-			ret = vxm_fail(err, ret, h->log_off, "log replay: flush failed: %s",
-				       vxm_strerror(ret));
-			goto out_free;
-		}
-		uint64_t sz;
-		if (!vxm_io_size(img->io, img->slot, &sz))
-			img->file_size = sz;
-		struct vxm_hdr nh = img->hdr;
-		memset(nh.log_guid.b, 0, 16);
-		ret = vxm_image_write_headers(img, &nh, "replay-done", err);
-		if (ret)
-			goto out_free;
-	} else {
-		if (grow > img->file_size)
-			img->file_size = grow;
-		if (c.max_end > img->file_size)
-			img->file_size = c.max_end;
-	}
-	img->log_replayed = true;
+	/* Into memory first, RDWR too: the replayed metadata opens before any write. */
+	ret = vxm_log_replay(log, h->log_len, h->log_off, &img->logseq, &h->log_guid,
+			     overlay_apply, rp, err);
+	if (ret)
+		goto out_free;
+	rp->pending = true;
+	rp->size0 = img->file_size;
+	if (rp->need.end > img->file_size)
+		img->file_size = rp->need.end;
 out_free:
 	free(log);
 	return ret;
+}
+
+/* Replay may grow the file (fmt §6.4) only as far as its replayed
+ * structures reach, and by no more than all blocks and regions of its
+ * geometry take: a CRC-valid entry asking 1 TiB of a 16 MiB file is corrupt. */
+static int justify_growth(struct vxm_image *img, const struct log_replay *rp, struct vxm_err *err)
+{
+	const struct vxm_log_need *n = &rp->need;
+	char who[128];
+	uint64_t end;
+
+	if (n->end <= rp->size0)
+		return 0;
+	int ret = vxm_image_alloc_end(img, &end, err);
+	if (ret)
+		return ret;
+	/* at most 2^26 blocks of at most 2^28 bytes: no overflow */
+	uint64_t cap = VXM_HEADER_SECTION + (uint64_t)img->hdr.log_len +
+		       img->g.payload_blocks * img->g.block_size +
+		       img->g.sb_blocks * VXM_SB_BLOCK_SIZE;
+	for (uint32_t i = 0; i < img->rt->count; i++)
+		cap += img->rt->e[i].len;
+	if (n->desc < 0)
+		snprintf(who, sizeof(who), "LastFileOffset 0x%llx", (unsigned long long)n->end);
+	else
+		snprintf(who, sizeof(who), "descriptor %d (at 0x%llx), writing up to 0x%llx,", n->desc,
+			 (unsigned long long)n->field_off, (unsigned long long)n->end);
+	if (n->end > end)
+		return vxm_corrupt(err, n->field_off,
+				   "log entry %llu at 0x%llx: %s asks for a %llu-byte file; the file has %llu bytes and its replayed structures end at 0x%llx",
+				   (unsigned long long)n->seq, (unsigned long long)n->entry_off, who,
+				   (unsigned long long)n->end, (unsigned long long)rp->size0,
+				   (unsigned long long)end);
+	if (n->end - rp->size0 > cap)
+		return vxm_corrupt(err, n->field_off,
+				   "log entry %llu at 0x%llx: %s grows the %llu-byte file by %llu bytes, more than all blocks and regions of this disk take (%llu bytes)",
+				   (unsigned long long)n->seq, (unsigned long long)n->entry_off, who,
+				   (unsigned long long)rp->size0,
+				   (unsigned long long)(n->end - rp->size0), (unsigned long long)cap);
+	return 0;
+}
+
+/* fmt §6.5: header update (new FileWriteGuid, LogGuid kept), the overlay in
+ * log order, flush, grow, flush, drop the overlay (the file holds it now),
+ * clear LogGuid.  DataWriteGuid is kept: replay re-applies committed work. */
+static int replay_in_place(struct vxm_image *img, struct vxm_err *err)
+{
+	static const uint8_t zero[64 * 1024];
+	struct vxm_hdr nh = img->hdr;
+	int ret;
+
+	vxm_guid_new(&nh.file_write);
+	ret = vxm_image_write_headers(img, &nh, "replay-begin", err);
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < img->nov && !ret; i++) {
+		const struct vxm_overlay_upd *u = &img->ov[i];
+		if (u->data)
+			ret = vxm_io_pwrite(img->io, img->slot, u->data, u->len, u->off);
+		for (uint64_t d = 0; !u->data && d < u->len && !ret; d += sizeof(zero)) {
+			uint64_t n = u->len - d < sizeof(zero) ? u->len - d : sizeof(zero);
+			ret = vxm_io_pwrite(img->io, img->slot, zero, n, u->off + d);
+		}
+		if (ret)
+			return vxm_fail(err, ret, u->off, "log replay: write at 0x%llx failed: %s",
+					(unsigned long long)u->off, vxm_strerror(ret));
+	}
+	uint64_t sz, last = img->logseq.last_file_offset;
+	ret = vxm_io_sync(img->io, img->slot, "replay-apply", false);
+	if (!ret && !(ret = vxm_io_size(img->io, img->slot, &sz)) && last > sz) {
+		sz = last;
+		ret = vxm_io_resize(img->io, img->slot, sz);
+		if (!ret)
+			ret = vxm_io_sync(img->io, img->slot, "replay-grow", true);
+	}
+	if (ret)
+		return vxm_fail(err, ret, img->hdr.log_off, "log replay: flush failed: %s",
+				vxm_strerror(ret));
+	img->file_size = sz;
+	for (unsigned i = 0; i < img->nov; i++)
+		free(img->ov[i].data);
+	img->nov = 0;
+	nh = img->hdr;
+	memset(nh.log_guid.b, 0, 16);
+	return vxm_image_write_headers(img, &nh, "replay-done", err);
+}
+
+/* Once the replayed metadata has opened: the growth is judged, then a writable
+ * open applies the log (I4), NO_REPLAY refuses it, read-only keeps the overlay. */
+static int log_finish(struct vxm_image *img, const struct log_replay *rp, struct vxm_err *err)
+{
+	if (!rp->pending)
+		return 0;
+	int ret = justify_growth(img, rp, err);
+	if (ret)
+		return ret;
+	if (img->flags & VXM_IMAGE_NO_REPLAY)
+		return vxm_fail(err, -VXM_EDIRTY, img->hdr.log_off,
+				"log: %u entries must be replayed (run: vhdxmerge check --repair)",
+				img->log_entries);
+	if ((img->flags & VXM_IMAGE_RDWR) && (ret = replay_in_place(img, err)))
+		return ret;
+	img->log_replayed = true;
+	return 0;
 }
 
 /* ---- region tables, metadata, BAT placement ------------------------------ */
@@ -536,13 +556,17 @@ static int open_common(struct vxm_image *img, struct vxm_err *err)
 			vxm_image_note(img, 0, i ? VXM_HDR2_OFF : VXM_HDR1_OFF,
 				       "header %d is not valid (a torn update leaves this); header %d is current",
 				       i + 1, 2 - i);
-	ret = open_log(img, err);
+	struct log_replay rp = { .img = img, .err = err };
+	ret = open_log(img, &rp, err);
 	if (ret)
 		return ret;
 	ret = open_regions(img, err);
 	if (ret)
 		return ret;
-	return open_metadata(img, err);
+	ret = open_metadata(img, err);
+	if (ret)
+		return ret;
+	return log_finish(img, &rp, err);
 }
 
 static int image_new(struct vxm_image **out, struct vxm_io *io, unsigned flags)

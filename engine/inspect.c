@@ -104,16 +104,46 @@ unsigned vxm_image_findings(const struct vxm_image *img, struct vxm_finding *out
 	return img->nnotes;
 }
 
+/* Whether path's current header names a log to replay.  A file that fails
+ * to open with a clean log (or with no readable header) has nothing for
+ * --repair to do: the check that follows reports the damage. */
+static bool log_pending(const char *path)
+{
+	struct vxm_io io = { 0 };
+	uint8_t h[2][VXM_HDR_SIZE];
+	struct vxm_hdr_pair hp;
+	bool dirty = false;
+
+	if (vxm_io_init(&io, vxm_io_backend("psync"), NULL))
+		return false;
+	int slot = vxm_io_open(&io, path, VXM_O_RDONLY);
+	if (slot >= 0 && vxm_io_pread(&io, slot, h[0], VXM_HDR_SIZE, VXM_HDR1_OFF) == VXM_HDR_SIZE &&
+	    vxm_io_pread(&io, slot, h[1], VXM_HDR_SIZE, VXM_HDR2_OFF) == VXM_HDR_SIZE &&
+	    vxm_hdr_select(h[0], h[1], &hp, NULL) == 0)
+		dirty = !vxm_guid_is_zero(&hp.h[hp.current].log_guid);
+	vxm_io_fini(&io);
+	return dirty;
+}
+
 int vxm_image_repair(const char *path, bool *replayed, struct vxm_err *err)
 {
 	struct vxm_image *img = NULL;
 	int ret;
 
 	*replayed = false;
-	/* A read-only open first: a clean file is never opened for writing. */
+	/* A read-only open first: a clean file is never opened for writing.
+	 * It validates all a writable open does before its first write (the
+	 * whole log, the replayed metadata, the growth), so a refusal here
+	 * costs the file nothing. */
 	ret = vxm_image_open(&img, NULL, path, 0, err);
-	if (ret)
+	if (ret) {
+		if ((ret == -VXM_ECORRUPT || ret == -VXM_EUNSUPPORTED || ret == -VXM_ENOTVHDX) &&
+		    !log_pending(path)) {
+			vxm_err_clear(err);
+			return 0;
+		}
 		return ret;
+	}
 	bool dirty = img->log_dirty && img->logseq.found;
 	vxm_image_close(img);
 	if (!dirty)

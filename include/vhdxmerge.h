@@ -204,8 +204,11 @@ int vxm_image_check(struct vxm_image *img, struct vxm_err *err);
 unsigned vxm_image_findings(const struct vxm_image *img, struct vxm_finding *out, unsigned max);
 
 /* check --repair: replays a dirty log in place following the writer
- * protocol (new FileWriteGuid, apply, flush, grow, clear LogGuid).  Changes
- * nothing when the log is clean.  *replayed says whether it wrote. */
+ * protocol (new FileWriteGuid, apply, flush, grow, clear LogGuid), once all
+ * of it and the replayed metadata have validated.  Changes nothing when the
+ * log is clean (0, also for a file damaged elsewhere: the check reports
+ * that).  A log that must be replayed and cannot be returns its error
+ * (-VXM_ECORRUPT...) with nothing written.  *replayed says whether it wrote. */
 int vxm_image_repair(const char *path, bool *replayed, struct vxm_err *err);
 
 /* Reads len bytes of the virtual disk at off from an image without parent

@@ -24,11 +24,17 @@
  * I3: nothing here reads outside log[0..log_len).
  * I4: the active-sequence search parses each entry a bounded number of
  *     times: its cost is linear in the log length.
+ * I5: an entry's validity (fmt §6.2) says nothing about where it writes: a
+ *     CRC-valid entry may aim at the headers, the log, or 2^64 - 4096.  Its
+ *     targets are judged by vxm_log_validate, over the whole active
+ *     sequence, before the first update is applied; such an entry makes the
+ *     file corrupt instead of being skipped like a torn one.
  */
 #include "vhdx.h"
 #include "endian.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 enum {
@@ -110,7 +116,7 @@ int vxm_log_entry_parse(const uint8_t *log, uint32_t log_len, uint64_t log_off, 
 			e->ndata++;
 		} else if (sig == SIG_ZERO) {
 			uint64_t zl = vxm_le64(d + D_ZLEN);
-			if (vxm_le32(d + D_TRAIL) || zl == 0 || zl % SECT || foff + zl < foff)
+			if (vxm_le32(d + D_TRAIL) || zl == 0 || zl % SECT)
 				return vxm_corrupt(err, at, "log entry at 0x%llx: zero descriptor %u invalid",
 						   a, i);
 		} else {
@@ -223,6 +229,97 @@ int vxm_log_find_active(const uint8_t *log, uint32_t log_len, uint64_t log_off,
 			break;
 		old = cur;
 	}
+	return 0;
+}
+
+/* File offset of descriptor i of the entry at pos. */
+static uint64_t descriptor_off(uint32_t log_len, uint64_t log_off, uint32_t pos, uint32_t i)
+{
+	uint64_t b = (uint64_t)pos + VXM_LOG_ENTRY_HDR + (uint64_t)VXM_LOG_DESC_SIZE * i;
+	return log_off + b % log_len;
+}
+
+/* Why [off, +len) is no place for a logged update (into why), or false. */
+static bool bad_target(uint64_t off, uint64_t len, uint64_t log_off, uint32_t log_len,
+		       uint64_t file_size, uint64_t last, char *why, size_t cap)
+{
+	uint64_t bound = file_size > last ? file_size : last;
+	uint64_t log_end = log_len > UINT64_MAX - log_off ? UINT64_MAX : log_off + log_len;
+
+	if (len > UINT64_MAX - off)
+		snprintf(why, cap, "the range wraps past 2^64");
+	else if (off < VXM_RT1_OFF)
+		snprintf(why, cap, "inside the file identifier and headers (never logged)");
+	/* Region tables are updated through the log (fmt §1.4), nothing
+	 * else of the header section is. */
+	else if (off < VXM_HEADER_SECTION && off + len > VXM_RT2_OFF + VXM_RT_SIZE)
+		snprintf(why, cap,
+			 "inside the header section, outside the region tables (the only part ever logged)");
+	else if (off < log_end && log_off < off + len)
+		snprintf(why, cap, "inside the log [0x%llx,+0x%x) itself",
+			 (unsigned long long)log_off, log_len);
+	else if (off + len > bound)
+		snprintf(why, cap,
+			 "past the end of the file (%llu bytes) and of the entry's LastFileOffset (0x%llx)",
+			 (unsigned long long)file_size, (unsigned long long)last);
+	else
+		return false;
+	return true;
+}
+
+int vxm_log_validate(const uint8_t *log, uint32_t log_len, uint64_t log_off,
+		     const struct vxm_log_seq *seq, const struct vxm_guid *guid,
+		     const struct vxm_log_limits *lim, struct vxm_log_need *need,
+		     struct vxm_err *err)
+{
+	struct vxm_log_need n = { 0 };
+	uint32_t pos;
+
+	if (need)
+		*need = n;
+	if (!seq->found)
+		return 0;
+	pos = seq->tail;
+	for (uint32_t k = 0; k < seq->count; k++) {
+		struct vxm_log_entry e;
+		int ret = vxm_log_entry_parse(log, log_len, log_off, pos, guid, &e, err);
+		if (ret)
+			return ret;
+		uint64_t at = log_off + pos;
+		unsigned long long sq = e.seq, a = at;
+		for (int f = 0; f < 2; f++) {
+			uint64_t v = f ? e.flushed_file_offset : e.last_file_offset;
+			if (v > lim->max_size)
+				return vxm_corrupt(err, at + (f ? E_FLUSHED : E_LAST),
+						   "log entry %llu at 0x%llx: %s 0x%llx is implausibly large (more than %llu TiB)",
+						   sq, a, f ? "FlushedFileOffset" : "LastFileOffset",
+						   (unsigned long long)v,
+						   (unsigned long long)(lim->max_size / VXM_TiB));
+		}
+		for (uint32_t i = 0; i < e.ndesc; i++) {
+			const uint8_t *d = descriptor(log, log_len, pos, i);
+			uint64_t off = vxm_le64(d + D_FOFF);
+			bool zero = vxm_le32(d + D_SIG) == SIG_ZERO;
+			uint64_t len = zero ? vxm_le64(d + D_ZLEN) : SECT;
+			uint64_t doff = descriptor_off(log_len, log_off, pos, i);
+			char why[160];
+			if (bad_target(off, len, log_off, log_len, lim->file_size,
+				       e.last_file_offset, why, sizeof(why)))
+				return vxm_corrupt(err, doff,
+						   "log entry %llu at 0x%llx: descriptor %u (%s, at 0x%llx) writes [0x%llx,+0x%llx): %s",
+						   sq, a, i, zero ? "zero" : "data",
+						   (unsigned long long)doff, (unsigned long long)off,
+						   (unsigned long long)len, why);
+			if (off + len > n.end)
+				n = (struct vxm_log_need){ off + len, e.seq, at, (int)i, doff };
+		}
+		/* Replay grows the file to the head's LastFileOffset (fmt §6.4). */
+		if (k + 1 == seq->count && e.last_file_offset > n.end)
+			n = (struct vxm_log_need){ e.last_file_offset, e.seq, at, -1, at + E_LAST };
+		pos = (uint32_t)(((uint64_t)pos + e.len) % log_len);
+	}
+	if (need)
+		*need = n;
 	return 0;
 }
 

@@ -409,6 +409,41 @@ int vxm_log_find_active(const uint8_t *log, uint32_t log_len, uint64_t log_off,
 			const struct vxm_guid *guid, struct vxm_log_seq *seq,
 			struct vxm_err *err);
 
+/* What a file must be like for its log to be replayable (fmt §6.1, §6.4). */
+struct vxm_log_limits {
+	uint64_t file_size;  /* bytes in the file before replay */
+	uint64_t max_size;   /* no entry's LastFileOffset or FlushedFileOffset
+			      * may pass this (a sanity cap, far above any
+			      * real file) */
+};
+
+/* The largest file size the replay of a sequence asks for, and who asks. */
+struct vxm_log_need {
+	uint64_t end;        /* max(head's LastFileOffset, end of every update) */
+	uint64_t seq;        /* sequence number of the entry asking for it */
+	uint64_t entry_off;  /* file offset of that entry */
+	int desc;            /* its descriptor, or -1: its LastFileOffset */
+	uint64_t field_off;  /* file offset of that descriptor / field */
+};
+
+/* Validates every entry of the active sequence, tail to head, before any of
+ * it is applied: an entry that is valid on its own (CRC and all) may still
+ * aim its updates where no log may write.  Every update [FileOffset,
+ * +4096 or +ZeroLength) must not wrap past 2^64, must not touch the header
+ * section except inside the region tables (headers are never logged), must
+ * not touch the log itself, and must end within max(file size, the entry's
+ * LastFileOffset); no entry's LastFileOffset or FlushedFileOffset may pass
+ * lim->max_size.  need (may be NULL) receives what replay will grow the file
+ * to.  Returns 0 or -VXM_ECORRUPT naming the entry's sequence number and
+ * file offset, and the descriptor, its offset and its target; err->off is
+ * the descriptor's (or the offending header field's) file offset.  Whether
+ * the file's structures justify a growth past lim->file_size is the
+ * caller's to judge. */
+int vxm_log_validate(const uint8_t *log, uint32_t log_len, uint64_t log_off,
+		     const struct vxm_log_seq *seq, const struct vxm_guid *guid,
+		     const struct vxm_log_limits *lim, struct vxm_log_need *need,
+		     struct vxm_err *err);
+
 /* One in-place update produced by replay: data is a rebuilt 4 KiB sector, or
  * NULL for a zero fill of len bytes. */
 typedef int (*vxm_log_apply_fn)(void *ctx, uint64_t file_off, const uint8_t *data,
@@ -416,7 +451,8 @@ typedef int (*vxm_log_apply_fn)(void *ctx, uint64_t file_off, const uint8_t *dat
 
 /* Calls apply for every descriptor of every entry from tail to head, in
  * order (later updates win).  data points into a scratch sector valid for
- * the duration of the call.  Stops at the first non-zero return. */
+ * the duration of the call.  Stops at the first non-zero return.  Targets
+ * are handed out as the log states them: vxm_log_validate them first. */
 int vxm_log_replay(const uint8_t *log, uint32_t log_len, uint64_t log_off,
 		   const struct vxm_log_seq *seq, const struct vxm_guid *guid,
 		   vxm_log_apply_fn apply, void *ctx, struct vxm_err *err);

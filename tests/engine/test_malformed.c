@@ -15,7 +15,9 @@
  *       both print the file's path, the structure and the offset;
  *   (d) the file's sha256 is unchanged by all of it, `check --repair`
  *       included (repair may only write to replay a dirty log, so the one
- *       case with a legitimately dirty log checks that separately).
+ *       case with a legitimately dirty log checks that separately); a dirty
+ *       log that repair must not replay makes it fail as info does (exit
+ *       3), not report a problem (exit 1).
  *
  * With VXM_MALFORMED_SAVE=DIR every damaged file is also copied into DIR:
  * tests/fuzz/make_seeds.sh makes fuzzer seeds of them.
@@ -213,6 +215,7 @@ struct want {
 	const char *what2; /* optional second name (overlaps name both objects) */
 	int finding;       /* open succeeds: 1 a problem, 0 a note, -1 clean */
 	bool dirty;        /* the log is legitimately dirty: --repair may write */
+	bool log_refused;  /* the log is dirty and unreplayable: --repair fails */
 	bool lookup;       /* a lookup of `sector` fails like the finding */
 	uint64_t sector;
 };
@@ -334,7 +337,8 @@ static void mc_run(struct mc *c, const struct want *w)
 
 	/* (d) --repair writes nothing to a damaged file that is not dirty */
 	if (!w->dirty) {
-		run_cli(c, w, "check --repair", w->code || problems ? 1 : 0);
+		run_cli(c, w, "check --repair",
+			w->log_refused ? vxm_exit_code(w->code) : w->code || problems ? 1 : 0);
 		sha(c->path, after);
 		assert_string_equal(before, after);
 	}
@@ -345,6 +349,15 @@ static void mc_run(struct mc *c, const struct want *w)
 static void expect_error(struct mc *c, int code, uint64_t off, const char *what, const char *what2)
 {
 	struct want w = { .code = code, .off = off, .what = what, .what2 = what2 };
+	mc_run(c, &w);
+}
+
+/* The open fails in a log that must be replayed: --repair refuses too. */
+static void expect_log_refusal(struct mc *c, int code, uint64_t off, const char *what,
+			       const char *what2)
+{
+	struct want w = { .code = code, .off = off, .what = what, .what2 = what2,
+			  .log_refused = true };
 	mc_run(c, &w);
 }
 
@@ -433,7 +446,8 @@ static void file_cut_inside_a_dirty_log_is_corrupt_at_the_log_0x100000(void **st
 	(void)state;
 	mc_begin(&c, FX_LOGREPLAY, "cut-dirty-log");
 	cut(&c, LOG + 0x4000);
-	expect_error(&c, -VXM_ECORRUPT, LOG, "log [0x100000,+1048576) extends past the end", NULL);
+	expect_log_refusal(&c, -VXM_ECORRUPT, LOG, "log [0x100000,+1048576) extends past the end",
+			   NULL);
 }
 
 /* A clean log is not read; the first structure the open needs that lies
@@ -1072,7 +1086,7 @@ static void dirty_log_with_a_torn_data_sector_replays_up_to_the_entry_before(voi
 /* The head entry's descriptor is re-aimed at header 1 (CRC recomputed):
  * headers are never logged.  Neither a read-only open nor --repair may
  * apply any of it. */
-static void log_replay_that_would_write_into_the_headers_is_corrupt_at_the_target_0x10000(void **state)
+static void log_replay_that_would_write_into_the_headers_is_corrupt_at_its_descriptor_0x107040(void **state)
 {
 	struct mc c;
 	(void)state;
@@ -1080,8 +1094,9 @@ static void log_replay_that_would_write_into_the_headers_is_corrupt_at_the_targe
 	assert_int_equal(get64(&c, 0x107000 + 64 + 16), 0x300000);
 	put64(&c, 0x107000 + 64 + 16, HDR1);
 	fix_crc(&c, 0x107000, 0x2000);
-	expect_error(&c, -VXM_ECORRUPT, HDR1, "log: an update targets 0x10000, inside the identifier or headers",
-		     NULL);
+	expect_log_refusal(&c, -VXM_ECORRUPT, 0x107040,
+			   "log entry 80117443871106391 at 0x107000: descriptor 0 (data, at 0x107040) writes [0x10000,+0x1000)",
+			   "inside the file identifier and headers");
 }
 
 /* The head entry (CRC recomputed) says the file grows to 4 EiB.  Replay
@@ -1095,9 +1110,9 @@ static void log_entry_growing_the_file_to_4_eib_is_corrupt_at_its_last_file_offs
 	mc_begin(&c, FX_LOGREPLAY, "log-last-4eib");
 	put64(&c, 0x107000 + 56, 1ull << 62);
 	fix_crc(&c, 0x107000, 0x2000);
-	expect_error(&c, -VXM_ECORRUPT, 0x107038,
-		     "log entry at 0x107000: LastFileOffset 0x4000000000000000 is implausibly large",
-		     NULL);
+	expect_log_refusal(&c, -VXM_ECORRUPT, 0x107038,
+			   "log entry 80117443871106391 at 0x107000: LastFileOffset 0x4000000000000000 is implausibly large",
+			   NULL);
 }
 
 /* vhdx-log-replay.vhdx with its log moved to a new 32 MiB region at the end
@@ -1153,8 +1168,8 @@ static void file_shorter_than_the_flushed_file_offset_is_corrupt_at_its_end_0x23
 	(void)state;
 	mc_begin(&c, FX_LOGREPLAY, "log-flushed");
 	cut(&c, 0x2300000);
-	expect_error(&c, -VXM_ECORRUPT, 0x2300000, "log: the file is 36700160 bytes but the log says 37748736",
-		     "truncated");
+	expect_log_refusal(&c, -VXM_ECORRUPT, 0x2300000,
+			   "log: the file is 36700160 bytes but the log says 37748736", "truncated");
 }
 
 int main(void)
@@ -1228,7 +1243,7 @@ int main(void)
 		cmocka_unit_test(dirty_log_whose_entries_all_carry_another_log_guid_is_ignored_with_a_problem_at_0x100000),
 		cmocka_unit_test(dirty_log_with_six_stale_entries_replays_only_the_current_one),
 		cmocka_unit_test(dirty_log_with_a_torn_data_sector_replays_up_to_the_entry_before),
-		cmocka_unit_test(log_replay_that_would_write_into_the_headers_is_corrupt_at_the_target_0x10000),
+		cmocka_unit_test(log_replay_that_would_write_into_the_headers_is_corrupt_at_its_descriptor_0x107040),
 		cmocka_unit_test(dirty_log_of_32_mib_whose_entries_name_no_tail_is_scanned_in_linear_time),
 		cmocka_unit_test(log_entry_growing_the_file_to_4_eib_is_corrupt_at_its_last_file_offset_0x107038),
 		cmocka_unit_test(file_shorter_than_the_flushed_file_offset_is_corrupt_at_its_end_0x2300000),

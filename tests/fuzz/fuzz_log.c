@@ -1,7 +1,9 @@
 /* tests/fuzz/fuzz_log.c: libFuzzer target for the log codec (vhdx/log.c):
- * vxm_log_entry_parse at every sector, vxm_log_find_active and
- * vxm_log_replay over arbitrary log bytes, then an encode/parse/replay round
- * trip of the updates the replay produced.
+ * vxm_log_entry_parse at every sector, vxm_log_find_active,
+ * vxm_log_validate and vxm_log_replay over arbitrary log bytes, then an
+ * encode/parse/replay round trip of the updates the replay produced.  The
+ * file is taken to end where the log does: every update of a sequence
+ * vxm_log_validate accepts must lie inside what it promises.
  *
  * Input format (sparse, like fuzz_open: a real 1 MiB log is mostly zeros):
  *   off 0   u8      flags: bit 0 recompute the CRC of every "loge" entry at a
@@ -29,6 +31,9 @@ struct collect {
 	unsigned n, kept;
 	struct upd u[FZ_KEEP];
 	bool check; /* compare with u[] instead of collecting */
+	uint32_t log_len;
+	bool validated;    /* vxm_log_validate accepted the sequence... */
+	uint64_t need_end; /* ...and said every update ends by here */
 };
 
 static int apply(void *vctx, uint64_t off, const uint8_t *data, uint64_t len)
@@ -38,6 +43,12 @@ static int apply(void *vctx, uint64_t off, const uint8_t *data, uint64_t len)
 	FZ_ASSERT(off % VXM_LOG_SECTOR == 0);
 	FZ_ASSERT(len && len % VXM_LOG_SECTOR == 0);
 	FZ_ASSERT(!data || len == VXM_LOG_SECTOR);
+	if (c->validated && !c->check) {
+		FZ_ASSERT(len <= UINT64_MAX - off && off + len <= c->need_end);
+		FZ_ASSERT(off >= VXM_RT1_OFF);
+		FZ_ASSERT(off >= VXM_HEADER_SECTION || off + len <= VXM_RT2_OFF + VXM_RT_SIZE);
+		FZ_ASSERT(off + len <= VXM_MiB || off >= VXM_MiB + c->log_len);
+	}
 	if (c->check) {
 		FZ_ASSERT(c->n < c->kept);
 		const struct upd *u = &c->u[c->n];
@@ -146,8 +157,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 	FZ_ASSERT(vxm_log_entry_parse(log, len, VXM_MiB, s.head, &guid, &head, NULL) == 0);
 	FZ_ASSERT(head.seq == s.head_seq);
 
-	struct collect c = { 0 };
+	struct collect c = { .log_len = len };
 	struct vxm_err err = { 0 };
+	struct vxm_log_limits lim = { .file_size = VXM_MiB + len,
+				      .max_size = VXM_MAX_VIRTUAL_SIZE * 2 };
+	struct vxm_log_need need;
+	int v = vxm_log_validate(log, len, VXM_MiB, &s, &guid, &lim, &need, &err);
+	if (v) {
+		FZ_ASSERT(v == -VXM_ECORRUPT && err.code == v && strstr(err.msg, "log entry ") &&
+			  err.off >= VXM_MiB && err.off < VXM_MiB + len);
+		memset(&err, 0, sizeof(err));
+	} else {
+		/* no update past the file and every entry's LastFileOffset */
+		uint64_t bound = lim.file_size;
+		for (uint32_t i = 0, pos = s.tail; i < s.count; i++) {
+			struct vxm_log_entry e;
+			FZ_ASSERT(vxm_log_entry_parse(log, len, VXM_MiB, pos, &guid, &e, NULL) == 0);
+			if (e.last_file_offset > bound)
+				bound = e.last_file_offset;
+			pos = (uint32_t)(((uint64_t)pos + e.len) % len);
+		}
+		FZ_ASSERT(need.end >= head.last_file_offset && need.end <= bound &&
+			  need.end <= lim.max_size);
+		c.validated = true;
+		c.need_end = need.end;
+	}
 	FZ_ASSERT(vxm_log_replay(log, len, VXM_MiB, &s, &guid, apply, &c, &err) == 0);
 	if (c.kept)
 		round_trip(&c, &guid, s.head_seq + 1, flags >> 4);
