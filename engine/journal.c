@@ -67,9 +67,7 @@ void vxm_journal_fini(struct vxm_journal *j)
 	memset(j, 0, sizeof(*j));
 }
 
-#ifdef VXM_TEST_HOOKS
 void (*vxm_test_dirsync_hook)(const char *path);
-#endif
 
 int vxm_fsync_dir(const char *path)
 {
@@ -85,10 +83,8 @@ int vxm_fsync_dir(const char *path)
 	if (fsync(fd) < 0)
 		ret = -errno;
 	close(fd);
-#ifdef VXM_TEST_HOOKS
 	if (!ret && vxm_test_dirsync_hook)
 		vxm_test_dirsync_hook(path);
-#endif
 	return ret;
 }
 

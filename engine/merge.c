@@ -514,7 +514,7 @@ struct exec {
 	uint64_t pc_src, pc_dst, pc_len;
 	/* accounting */
 	uint64_t done, total_bytes, copied, cloned, zeroed, since_commit;
-	uint64_t commit_min; /* COMMIT_BYTES (test builds: VXM_COMMIT_BYTES) */
+	uint64_t commit_min; /* COMMIT_BYTES (test programs: VXM_COMMIT_BYTES) */
 	double commit_end, commit_cost; /* when the last commit ended, what it took (s) */
 	uint64_t commits;
 	double commit_seconds;
@@ -1467,13 +1467,10 @@ static int ex_run(struct exec *x)
 	}
 	x->done = x->cursor; /* bytes before the cursor count as done */
 	x->commit_min = COMMIT_BYTES;
-#ifdef VXM_TEST_HOOKS
 	/* tests: a small chain with many commits (the bytes must not change) */
-	const char *cb = getenv("VXM_COMMIT_BYTES");
-	uint64_t cbn = cb ? strtoull(cb, NULL, 10) : 0;
+	uint64_t cbn = vxm_test_commit_bytes_hook ? vxm_test_commit_bytes_hook() : 0;
 	if (cbn)
 		x->commit_min = cbn;
-#endif
 	x->commit_end = now_s();
 	ret = vxm_plan(x->c, &po, ex_extent, &pc, &st, x->err);
 	if (ret == -EINTR) {
