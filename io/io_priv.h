@@ -1,6 +1,6 @@
 /* io/io_priv.h: helpers shared by the backends in io/ (not installed, not
- * part of the API).  Everything here has hidden visibility so the shared
- * library exports only what io.h declares.
+ * part of the API).  Everything here has hidden visibility, as the whole
+ * library has: the shared library exports only include/vhdxmerge.h.
  *
  *   struct reqq      FIFO of requests threaded through req->link (the field
  *                    is backend-private, so each backend may use it while it
