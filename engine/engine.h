@@ -20,6 +20,7 @@
 #ifndef VXM_ENGINE_H
 #define VXM_ENGINE_H
 
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "vhdxmerge.h"
@@ -357,9 +358,16 @@ struct vxm_journal {
 
 char *vxm_journal_path(const char *dest);
 const char *vxm_journal_phase_name(enum vxm_jphase p);
+/* Refuses (-EINVAL, nothing written) a journal with a path missing or
+ * holding a line break. */
 int vxm_journal_save(const struct vxm_journal *j, const char *path, struct vxm_err *err);
-/* -ENOENT when there is none; -VXM_ECORRUPT for a damaged one. */
+/* -ENOENT when there is none; -VXM_ECORRUPT for a damaged one (err: the
+ * line and its byte offset in the journal). */
 int vxm_journal_load(struct vxm_journal *j, const char *path, struct vxm_err *err);
+/* The text of a journal, as save writes it and load reads it (name: the
+ * file named in messages).  j is left zeroed on failure. */
+int vxm_journal_write(const struct vxm_journal *j, FILE *f);
+int vxm_journal_read(struct vxm_journal *j, FILE *f, const char *name, struct vxm_err *err);
 int vxm_journal_remove(const char *path, struct vxm_err *err);
 void vxm_journal_fini(struct vxm_journal *j);
 /* fsync of the directory holding path (after renames and deletes). */
