@@ -8,7 +8,8 @@
 # the check can fail.  A program that includes only the header and links
 # only the library (tests/cli/shared_view.c), run against the installed
 # copy, reads a synthesized chain to the digest synth computed from its own
-# model and reports a missing file as a chain error.
+# model and reports a missing file as a chain error.  In the sanitizer build
+# the state checkers' asserts are compiled in (writer.c, psync.c, uring.c).
 set -euo pipefail
 rel="${VXM_RELEASE_BIN:?VXM_RELEASE_BIN not set}"
 view="${VXM_SHARED_VIEW:?VXM_SHARED_VIEW not set}"
@@ -52,23 +53,34 @@ nm -D --defined-only "$so" | awk 'NF >= 3 && $2 != "T" { bad = 1 } END { exit ba
 
 a=$(find "$tmp/inst" -name 'libvhdxmerge.a' | head -n 1)
 x=$(extras "$a" -A 2>/dev/null | sort -u)
-echo "$x" | grep -qx vxm_fault_arm && echo "$x" | grep -qx vxm_killpoint &&
+grep -qx vxm_fault_arm <<<"$x" && grep -qx vxm_killpoint <<<"$x" &&
 	ok "the static archive's internals are seen as extras ($(echo "$x" | wc -l), vxm_fault_arm among them)" ||
 	bad "the check does not see the static archive's internals"
+
+if [ "${VXM_SANITIZED:-0}" = 1 ]; then
+	# the sanitizer build keeps the asserts, and with them the state checkers
+	nm -A "$a" 2>/dev/null >"$tmp/archive.nm" || true
+	for o in writer psync uring; do
+		grep -q ":$o\.c\.o: *U __assert_fail$" "$tmp/archive.nm" &&
+			ok "sanitizer build: $o.c keeps its asserts" || bad "sanitizer build: $o.c has no assert"
+	done
+fi
 
 echo "a program of the public header alone, on the installed library"
 "$rel" synth "$tmp/chain" --seed 23 --size 16M --layers 3 --block-size 1M --json >"$tmp/synth.json"
 want=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sha256"])' "$tmp/synth.json")
-nm "$view" | grep -q ' [TtW] vxm_chain_open$' && bad "$(basename "$view") has vxm_chain_open built in" ||
+syms=$(nm "$view")
+grep -q ' [TtW] vxm_chain_open$' <<<"$syms" && bad "$(basename "$view") has vxm_chain_open built in" ||
 	ok "$(basename "$view") takes vxm_chain_open from the library"
 libdir=$(dirname "$so")
-LD_LIBRARY_PATH="$libdir" ldd "$view" | grep -q "libvhdxmerge.so.* => $libdir/" &&
-	ok "it loads the installed libvhdxmerge.so" || bad "it loads: $(LD_LIBRARY_PATH="$libdir" ldd "$view" | grep vhdxmerge)"
+deps=$(LD_LIBRARY_PATH="$libdir" ldd "$view")
+grep -q "libvhdxmerge.so.* => $libdir/" <<<"$deps" &&
+	ok "it loads the installed libvhdxmerge.so" || bad "it loads: $(grep vhdxmerge <<<"$deps")"
 out=$(LD_LIBRARY_PATH="$libdir" "$view" "$tmp/chain/snap02.avhdx" "$tmp/chain/none.avhdx")
 echo "$out" | sed 's/^/    /'
-echo "$out" | grep -q "^layers 3 size 16777216 sha256 $want$" && ok "it reads the chain to synth's digest" ||
+grep -q "^layers 3 size 16777216 sha256 $want$" <<<"$out" && ok "it reads the chain to synth's digest" ||
 	bad "it reads something else (synth: $want)"
-echo "$out" | grep -q "^missing: .*none.avhdx.*exit class [0-9]" && ok "it reports the missing file" ||
+grep -q "^missing: .*none.avhdx.*exit class [0-9]" <<<"$out" && ok "it reports the missing file" ||
 	bad "no error for the missing file"
 
 echo "library_exports: $pass passed, $fail failed"
