@@ -20,6 +20,7 @@
 #ifndef VXM_ENGINE_H
 #define VXM_ENGINE_H
 
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "vhdxmerge.h"
@@ -272,17 +273,25 @@ int vxm_writer_set_locator(struct vxm_writer *w, const struct vxm_kv *kv, unsign
 int vxm_writer_set_vd_items(struct vxm_writer *w, struct vxm_image *src, struct vxm_err *err);
 enum vxm_writer_state vxm_writer_state(const struct vxm_writer *w);
 
-/* ==== kill points (engine/killpoint.c, VXM_TEST_HOOKS) ======================
- * VXM_KILL_AT=name:N[,name:N] makes the process _exit(137) the N-th time
- * vxm_killpoint(name) runs ("*" counts every point).  Points: each sync tag
- * above after its flush, "write" before every write of the writer and of
- * create, "extend" before every file extension, "create-data" and
- * "create-header" in create.  A no-op without VXM_TEST_HOOKS. */
+/* ==== kill points (engine/killpoint.c) =======================================
+ * vxm_killpoint(name) marks a point a crash test may cut the process at:
+ * each sync tag above after its flush, "write" before every write of the
+ * writer and of create, "extend" before every file extension, "create-data"
+ * and "create-header" in create.  It calls vxm_test_killpoint_hook, which
+ * only test programs set (tests/hooks/engine_hooks.c: VXM_KILL_AT=name:N
+ * makes the process _exit(137) the N-th time point name runs); in the
+ * library and the vhdxmerge program it is NULL and a point does nothing. */
 void vxm_killpoint(const char *name);
-/* Replaces the armed specification (NULL: disarm) and resets the counts. */
+extern void (*vxm_test_killpoint_hook)(const char *name);
+/* Test programs only (tests/hooks/engine_hooks.c): replaces the armed
+ * specification (NULL: disarm) and resets the counts; times an armed point
+ * was reached since arming. */
 void vxm_killpoint_arm(const char *spec);
-/* Times an armed point name was reached since arming. */
 unsigned long vxm_killpoint_count(const char *name);
+/* Tests: the bytes between a copy's commits (merge.c COMMIT_BYTES) when it
+ * returns non-zero, so that a small chain commits many times; NULL outside
+ * test programs (tests/hooks/engine_hooks.c: VXM_COMMIT_BYTES). */
+extern uint64_t (*vxm_test_commit_bytes_hook)(void);
 
 /* ---- chains (engine/chain.c) ------------------------------------------------ */
 
@@ -364,19 +373,25 @@ struct vxm_journal {
 
 char *vxm_journal_path(const char *dest);
 const char *vxm_journal_phase_name(enum vxm_jphase p);
+/* Refuses (-EINVAL, nothing written) a journal with a path missing or
+ * holding a line break. */
 int vxm_journal_save(const struct vxm_journal *j, const char *path, struct vxm_err *err);
-/* -ENOENT when there is none; -VXM_ECORRUPT for a damaged one. */
+/* -ENOENT when there is none; -VXM_ECORRUPT for a damaged one (err: the
+ * line and its byte offset in the journal). */
 int vxm_journal_load(struct vxm_journal *j, const char *path, struct vxm_err *err);
+/* The text of a journal, as save writes it and load reads it (name: the
+ * file named in messages).  j is left zeroed on failure. */
+int vxm_journal_write(const struct vxm_journal *j, FILE *f);
+int vxm_journal_read(struct vxm_journal *j, FILE *f, const char *name, struct vxm_err *err);
 int vxm_journal_remove(const char *path, struct vxm_err *err);
 void vxm_journal_fini(struct vxm_journal *j);
 /* fsync of the directory holding path (after renames and deletes). */
 int vxm_fsync_dir(const char *path);
-#ifdef VXM_TEST_HOOKS
 /* Crash tests: called after every successful vxm_fsync_dir(), the instant
  * the directory changes before it (a journal saved or removed, a merged file
- * deleted, the convert's rename) became durable.  NULL: nothing is called. */
+ * deleted, the convert's rename) became durable.  NULL (always, outside
+ * tests): nothing is called. */
 extern void (*vxm_test_dirsync_hook)(const char *path);
-#endif
 /* A GUID derived from (seed, label, n): the final FileWriteGuids and D's new
  * DataWriteGuid, identical in every run of the same merge. */
 void vxm_guid_derive(uint64_t seed, const char *label, unsigned n, struct vxm_guid *g);

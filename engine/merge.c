@@ -245,25 +245,48 @@ static void relatives_free(struct relatives *rs)
 	memset(rs, 0, sizeof(*rs));
 }
 
+/* Appends r, which owns r.path; -ENOMEM (r.path freed) when out of memory. */
+static int relatives_add(struct relatives *rs, struct relative r)
+{
+	if (!r.path)
+		return -ENOMEM;
+	if (rs->n == rs->cap) {
+		unsigned cap = rs->cap ? rs->cap * 2 : 8;
+		struct relative *p = realloc(rs->r, cap * sizeof(*p));
+		if (!p) {
+			free(r.path);
+			return -ENOMEM;
+		}
+		rs->r = p;
+		rs->cap = cap;
+	}
+	rs->r[rs->n++] = r;
+	return 0;
+}
+
 static bool ends_ci(const char *s, const char *suf)
 {
 	size_t a = strlen(s), b = strlen(suf);
 	return a >= b && !strcasecmp(s + a - b, suf);
 }
 
-/* Every differencing file in dir (not recursive) not already in the chain. */
-static void scan_dir(const char *dir, struct vxm_chain *c, struct relatives *rs)
+/* Every differencing file in dir (not recursive) not already in the chain.
+ * 0 or -ENOMEM: a file skipped could be a checkpoint the merge invalidates. */
+static int scan_dir(const char *dir, struct vxm_chain *c, struct relatives *rs)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
+	int ret = 0;
 	if (!d)
-		return;
-	while ((e = readdir(d))) {
+		return 0;
+	while (!ret && (e = readdir(d))) {
 		if (!ends_ci(e->d_name, ".vhdx") && !ends_ci(e->d_name, ".avhdx"))
 			continue;
 		char *p;
-		if (asprintf(&p, "%s/%s", dir, e->d_name) < 0)
-			continue;
+		if (asprintf(&p, "%s/%s", dir, e->d_name) < 0) {
+			ret = -ENOMEM;
+			break;
+		}
 		bool dup = vxm_chain_index_of(c, p) >= 0;
 		for (unsigned i = 0; !dup && i < rs->n; i++) {
 			struct stat a, b;
@@ -276,22 +299,19 @@ static void scan_dir(const char *dir, struct vxm_chain *c, struct relatives *rs)
 			continue;
 		}
 		if (img->loc) {
-			if (rs->n == rs->cap) {
-				rs->cap = rs->cap ? rs->cap * 2 : 8;
-				rs->r = realloc(rs->r, rs->cap * sizeof(*rs->r));
-			}
-			rs->r[rs->n++] = (struct relative){
+			ret = relatives_add(rs, (struct relative){
 				.path = p, .dwg = img->hdr.data_write,
 				.linkage = img->loc->parent_linkage,
 				.linkage2 = img->loc->parent_linkage2,
 				.has_linkage2 = img->loc->has_linkage2, .seq = img->hdr.seq,
-			};
+			});
 			p = NULL;
 		}
 		vxm_image_close(img);
 		free(p);
 	}
 	closedir(d);
+	return ret;
 }
 
 static bool links_to(const struct relative *r, const struct vxm_guid *g)
@@ -630,6 +650,7 @@ struct exec {
 	struct dreq *q;
 	unsigned qd;
 	uint32_t chunk;
+	int failed;      /* the data path's first error (ex_reap): sticky */
 	uint64_t writes; /* data write requests completed */
 	uint64_t buffered; /* ... their bytes written buffered (not through dio_d) */
 	int dio_d;         /* D's O_DIRECT slot, or -1 */
@@ -654,7 +675,7 @@ struct exec {
 	uint64_t pc_src, pc_dst, pc_len;
 	/* accounting */
 	uint64_t done, total_bytes, copied, cloned, zeroed, since_commit;
-	uint64_t commit_min; /* COMMIT_BYTES (test builds: VXM_COMMIT_BYTES) */
+	uint64_t commit_min; /* COMMIT_BYTES (test programs: VXM_COMMIT_BYTES) */
 	double commit_end, commit_cost; /* when the last commit ended, what it took (s) */
 	uint64_t commits;
 	double commit_seconds;
@@ -700,7 +721,7 @@ static int ex_twin(const struct exec *x, int slot)
 	return -1;
 }
 
-static int ex_reap(struct exec *x, unsigned min)
+static int ex_reap_once(struct exec *x, unsigned min)
 {
 	struct vxm_req *done[64];
 	int n, ret;
@@ -803,6 +824,17 @@ static int ex_reap(struct exec *x, unsigned min)
 		r->busy = false;
 	}
 	return 0;
+}
+
+/* Submits and reaps.  The first failure is kept in x->failed and returned
+ * by every later reap and commit: nothing is queued or committed after it
+ * (a raw convert's journal must never claim bytes past a failed write), and
+ * the completions reaped with it are dropped with the run. */
+static int ex_reap(struct exec *x, unsigned min)
+{
+	if (!x->failed)
+		x->failed = ex_reap_once(x, min);
+	return x->failed;
 }
 
 /* Queues q, reaping completions while the ring is full. */
@@ -1227,7 +1259,9 @@ static bool ex_commit_due(struct exec *x)
 static int ex_commit(struct exec *x, uint64_t cursor, const char *tag)
 {
 	double t0 = now_s();
-	int ret = ex_clone_flush(x); /* M2: cloned before published */
+	int ret = x->failed; /* a flush after a failed write or flush proves nothing */
+	if (!ret)
+		ret = ex_clone_flush(x); /* M2: cloned before published */
 	if (!ret)
 		ret = ex_drain(x);
 	if (ret)
@@ -1242,11 +1276,12 @@ static int ex_commit(struct exec *x, uint64_t cursor, const char *tag)
 		if (!ret)
 			ret = vxm_writer_flush(x->w, x->err);
 		if (ret)
-			return ret;
+			return x->failed = ret;
 	} else {
 		ret = vxm_io_sync(x->io, x->dslot_d, tag, false);
 		if (ret)
-			return vxm_fail(x->err, ret, VXM_OFF_NONE, "flush failed: %s", vxm_strerror(ret));
+			return x->failed = vxm_fail(x->err, ret, VXM_OFF_NONE, "%s: flush failed: %s",
+						    vxm_io_path(x->io, x->dslot_d), vxm_strerror(ret));
 	}
 	x->since_commit = 0;
 	if (x->j && cursor > x->j->cursor) {
@@ -1370,10 +1405,11 @@ static int ex_extent(void *vctx, const struct vxm_extent *e)
 			x->done += end - a;
 		}
 		x->since_commit += end - a;
-		if (ex_commit_due(x))
-			ret = ex_commit(x, end, "data-commit");
+		if (ex_commit_due(x) && (ret = ex_commit(x, end, "data-commit")))
+			return ret;
 		ex_progress(x, "copy", false);
-		return 0;
+		/* a shared context must be idle for the planner's reads (io.h) */
+		return x->dio_up ? 0 : ex_drain(x);
 	}
 	while (a < end) {
 		uint64_t s = a / x->lss, b = s / x->spb;
@@ -1607,13 +1643,10 @@ static int ex_run(struct exec *x)
 	}
 	x->done = x->cursor; /* bytes before the cursor count as done */
 	x->commit_min = COMMIT_BYTES;
-#ifdef VXM_TEST_HOOKS
 	/* tests: a small chain with many commits (the bytes must not change) */
-	const char *cb = getenv("VXM_COMMIT_BYTES");
-	uint64_t cbn = cb ? strtoull(cb, NULL, 10) : 0;
+	uint64_t cbn = vxm_test_commit_bytes_hook ? vxm_test_commit_bytes_hook() : 0;
 	if (cbn)
 		x->commit_min = cbn;
-#endif
 	x->commit_end = now_s();
 	ret = vxm_plan(x->c, &po, ex_extent, &pc, &st, x->err);
 	if (ret == -EINTR) {
@@ -1956,12 +1989,15 @@ static int preflight_relatives(const struct vxm_merge_opts *o, struct vxm_chain 
 	}
 	for (unsigned i = 0; i < o->nsearch && nd < VXM_JOURNAL_MAX + 64; i++)
 		dirs[nd++] = strdup(o->search_dirs[i]);
-	for (unsigned i = 0; i < nd; i++) {
+	for (unsigned i = 0; i < nd && !ret; i++) {
 		bool seen = false;
 		for (unsigned k = 0; k < i && dirs[i]; k++)
 			seen |= dirs[k] && !strcmp(dirs[k], dirs[i]);
-		if (dirs[i] && !seen)
-			scan_dir(dirs[i], c, &rs);
+		ret = !dirs[i] ? -ENOMEM : seen ? 0 : scan_dir(dirs[i], c, &rs);
+	}
+	if (ret) {
+		ret = vxm_fail(err, ret, VXM_OFF_NONE, "out of memory looking for other checkpoints");
+		goto out;
 	}
 	for (unsigned i = 0; i < o->nrebase; i++) {
 		struct vxm_image *img;
@@ -1977,19 +2013,18 @@ static int preflight_relatives(const struct vxm_merge_opts *o, struct vxm_chain 
 			dup |= !stat(rs.r[k].path, &a) && !stat(o->rebase[i], &b) && a.st_ino == b.st_ino &&
 			       a.st_dev == b.st_dev;
 		}
-		if (ok && !dup) {
-			if (rs.n == rs.cap) {
-				rs.cap = rs.cap ? rs.cap * 2 : 8;
-				rs.r = realloc(rs.r, rs.cap * sizeof(*rs.r));
-			}
-			rs.r[rs.n++] = (struct relative){ .path = strdup(o->rebase[i]),
-							  .dwg = img->hdr.data_write,
-							  .linkage = img->loc->parent_linkage,
-							  .linkage2 = img->loc->parent_linkage2,
-							  .has_linkage2 = img->loc->has_linkage2,
-							  .seq = img->hdr.seq };
-		}
+		if (ok && !dup)
+			ret = relatives_add(&rs, (struct relative){ .path = strdup(o->rebase[i]),
+								    .dwg = img->hdr.data_write,
+								    .linkage = img->loc->parent_linkage,
+								    .linkage2 = img->loc->parent_linkage2,
+								    .has_linkage2 = img->loc->has_linkage2,
+								    .seq = img->hdr.seq });
 		vxm_image_close(img);
+		if (ret) {
+			ret = vxm_fail(err, ret, VXM_OFF_NONE, "out of memory");
+			goto out;
+		}
 		if (!ok) {
 			ret = vxm_fail(err, -VXM_ECHAIN, VXM_OFF_NONE,
 				       "--rebase %s: it is not a child of %s (its parent_linkage names another file)",
@@ -2116,6 +2151,17 @@ static int check_space(const char *dest, const struct vxm_plan_stats *st, struct
 	return 0;
 }
 
+/* Every path a new journal records was allocated (strdup, abspath). */
+static bool journal_paths_ok(const struct vxm_journal *j)
+{
+	bool ok = j->top && j->dest && (!j->convert || j->out);
+	for (unsigned i = 0; i < j->nlayers; i++)
+		ok &= j->layer_path[i] != NULL;
+	for (unsigned i = 0; i < j->nchildren; i++)
+		ok &= j->child_path[i] != NULL;
+	return ok;
+}
+
 static int convert_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r,
 		       struct vxm_err *err)
 {
@@ -2203,6 +2249,10 @@ static int convert_run(const struct vxm_merge_opts *o, struct vxm_merge_result *
 			j.layer_path[i] = abspath(c->layer[i].img->path);
 		}
 		j.nlayers = c->n;
+		if (!journal_paths_ok(&j)) {
+			ret = vxm_fail(err, -ENOMEM, VXM_OFF_NONE, "out of memory");
+			goto out;
+		}
 		vxm_guid_derive(j.seed, "dest-dwg", 0, &j.dest_new_dwg);
 		unlink(partial);
 		vxm_guid_seed(j.seed); /* the new file's GUIDs, identical in every run */
@@ -2428,9 +2478,9 @@ int vxm_merge_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r, st
 				j.layer_path[k] = abspath_link(c->layer[i].img->path);
 				j.layer_target[k] = link_target(j.layer_path[k]);
 			}
-			jpath = vxm_journal_path(j.dest);
+			jpath = journal_paths_ok(&j) ? vxm_journal_path(j.dest) : NULL;
 			if (!jpath) {
-				ret = -ENOMEM;
+				ret = vxm_fail(err, -ENOMEM, VXM_OFF_NONE, "out of memory");
 				goto done;
 			}
 			ret = vxm_journal_save(&j, jpath, err); /* journal.c I1 */

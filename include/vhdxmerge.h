@@ -17,6 +17,12 @@
 extern "C" {
 #endif
 
+/* The library is compiled with hidden visibility: what this header declares
+ * is all the shared library exports. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define VXM_KiB 1024ull
 #define VXM_MiB (1024ull * 1024ull)
 #define VXM_GiB (1024ull * VXM_MiB)
@@ -572,6 +578,10 @@ struct vxm_merge_state {
 /* What state a destination (or convert output) is in: a journal of an
  * interrupted merge or convert, and its phase. */
 int vxm_merge_status(const char *dest, struct vxm_merge_state *st, struct vxm_err *err);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,6 @@
 /* io/io_priv.h: helpers shared by the backends in io/ (not installed, not
- * part of the API).  Everything here has hidden visibility so the shared
- * library exports only what io.h declares.
+ * part of the API).  Everything here has hidden visibility, as the whole
+ * library has: the shared library exports only include/vhdxmerge.h.
  *
  *   struct reqq      FIFO of requests threaded through req->link (the field
  *                    is backend-private, so each backend may use it while it
@@ -58,6 +58,10 @@ VXM_HIDDEN bool vxm_fd_at_eof(int fd, uint64_t off_after);
 VXM_HIDDEN int vxm_fd_sync(int fd, bool full);
 VXM_HIDDEN int vxm_fd_size(int fd, uint64_t *size);
 VXM_HIDDEN int vxm_fd_resize(int fd, uint64_t size);
+
+/* Tests: consulted by io_uring's setup, which fails with a non-zero result
+ * (tests/hooks/io_hooks.c: VXM_URING_DISABLED); NULL outside test programs. */
+VXM_HIDDEN extern int (*vxm_test_uring_hook)(void);
 /* FICLONERANGE; len bytes or -errno. */
 VXM_HIDDEN int64_t vxm_fd_clone(int dfd, uint64_t doff, int sfd, uint64_t soff, uint64_t len);
 /* copy_file_range, falling back to pread/pwrite through a 4 KiB-aligned

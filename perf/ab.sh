@@ -14,8 +14,9 @@
 #                   [--synth "ARGS"] VARIANT...
 #   VARIANT        LABEL=BINARY[:OPTIONS], e.g. "new=build-perf/vhdxmerge:--chunk-size 4M";
 #                  OPTIONS of the form NAME=VALUE go to the environment, e.g.
-#                  "nocommit=build-perf/vhdxmerge:VXM_COMMIT_BYTES=1099511627776"
-#                  (test hooks: no commit before the end)
+#                  "nocommit=build-perf/vhdxmerge-hooks:VXM_COMMIT_BYTES=1099511627776"
+#                  (test hooks, which only vhdxmerge-hooks has: no commit
+#                  before the end; cmake --build build-perf --target vhdxmerge-hooks)
 #   --rounds N     rounds (3)
 #   --work DIR     where the chain and its copies go (/var/tmp/vxm-ab)
 #   --full-copy    copy every file and merge with the merged files removed
