@@ -53,6 +53,7 @@ struct clash {
 
 struct vctx {
 	struct vxm_image *img;
+	struct vxm_err *err;
 	uint8_t *used;     /* one bit per MiB unit of the file */
 	uint64_t units;
 	struct fixed fx[VXM_MAX_TABLE_ENTRIES + 2];
@@ -145,9 +146,10 @@ static int mark_entry(void *vctx, uint64_t idx, uint64_t e)
 	if (vxm_bat_state(e) == VXM_PB_PARTIALLY_PRESENT && !vxm_geom_is_sb_index(g, idx)) {
 		uint64_t b = vxm_geom_block_of_index(g, idx), c = b / g->chunk_ratio, sbe;
 		uint64_t sbi = vxm_geom_sb_index(g, c);
-		struct vxm_err se = { 0 };
-		if (vxm_image_bat_read(img, sbi, 1, &sbe, &se) == 0 &&
-		    vxm_bat_state(sbe) != VXM_SB_PRESENT)
+		int ret = vxm_image_bat_read(img, sbi, 1, &sbe, x->err);
+		if (ret)
+			return ret; /* an I/O error is no finding: the caller fails */
+		if (vxm_bat_state(sbe) != VXM_SB_PRESENT)
 			vxm_image_note(img, 1, eoff,
 				       "BAT entry %llu (block %llu): PARTIALLY_PRESENT but the sector bitmap of chunk %llu (BAT entry %llu) is not present",
 				       (unsigned long long)idx, (unsigned long long)b,
@@ -201,6 +203,7 @@ int vxm_image_validate(struct vxm_image *img, struct vxm_err *err)
 	if (!x)
 		return vxm_fail(err, -ENOMEM, VXM_OFF_NONE, "out of memory");
 	x->img = img;
+	x->err = err;
 	add_fixed(x, 0, VXM_HEADER_SECTION, -1);
 	add_fixed(x, img->hdr.log_off, img->hdr.log_len, -2);
 	for (uint32_t i = 0; i < img->rt->count && x->nfx < VXM_MAX_TABLE_ENTRIES + 2; i++)
