@@ -169,6 +169,42 @@ int vxm_image_require_valid(struct vxm_image *img, const char *role, struct vxm_
 void vxm_image_note(struct vxm_image *img, int severity, uint64_t off, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* ==== planner (engine/plan.c) ================================================
+ *
+ * vxm_plan (include/vhdxmerge.h) as an iterator: the executor takes the
+ * extents one by one, in destination order, so the data path reads top to
+ * bottom (ex_run).  vxm_plan_next returns 1 with the next extent, 0 at the
+ * end (it->st then complete), or an error.  Without `account` the
+ * destination's accounting (new blocks, bitmaps, growth) is skipped: the
+ * preflight's pass has it already. */
+struct vxm_plan_dest {
+	bool on;
+	const struct vxm_image *d;   /* NULL for a new file */
+	uint64_t spb;                /* sectors per destination block */
+	uint64_t block;              /* current block, UINT64_MAX none */
+	uint64_t resolved, zeros;    /* sectors of the current block */
+	uint64_t block_sectors;      /* sectors of the current block */
+	uint64_t chunk;              /* chunk of the last bitmap counted */
+	bool new_fixed;
+};
+
+struct vxm_plan_iter {
+	struct vxm_chain *c;
+	int top, dest;
+	unsigned floor;              /* lowest layer that defines (dest + 1, or 0) */
+	uint32_t lss;
+	uint64_t total, d_end;       /* sectors: of the top, of D */
+	uint64_t s;                  /* next sector to resolve */
+	bool have, finished;
+	struct vxm_extent e;         /* the extent being coalesced */
+	struct vxm_plan_dest t;
+	struct vxm_plan_stats st;
+};
+
+int vxm_plan_begin(struct vxm_plan_iter *it, struct vxm_chain *c, const struct vxm_plan_opts *o,
+		   bool account, struct vxm_err *err);
+int vxm_plan_next(struct vxm_plan_iter *it, struct vxm_extent *e, struct vxm_err *err);
+
 /* ==== writer (engine/writer.c) ==============================================
  *
  * Session states (enum vxm_writer_state), each transition checked by

@@ -235,15 +235,10 @@ static int ex_block_begin(struct exec *x, uint64_t b)
 	return ret;
 }
 
-struct plan_ctx {
-	struct exec *x;
-	int ret;
-};
-
-static int ex_extent(void *vctx, const struct vxm_extent *e)
+/* One extent of the plan into D: block by block, each entered (allocated
+ * where M3 says) and finished (its BAT entry and bitmap bits staged). */
+static int ex_extent(struct exec *x, const struct vxm_extent *e)
 {
-	struct plan_ctx *pc = vctx;
-	struct exec *x = pc->x;
 	uint64_t a = e->voff, end = e->voff + e->len;
 	int ret;
 
@@ -484,8 +479,8 @@ int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
 int ex_run(struct exec *x)
 {
 	struct vxm_plan_opts po = { .dest = x->dest, .top = x->top };
-	struct vxm_plan_stats st;
-	struct plan_ctx pc = { .x = x };
+	struct vxm_plan_iter it;
+	struct vxm_extent e;
 	int ret;
 
 	if (x->d) {
@@ -507,7 +502,10 @@ int ex_run(struct exec *x)
 	if (cbn)
 		x->commit_min = cbn;
 	x->commit_end = mg_now();
-	ret = vxm_plan(x->c, &po, ex_extent, &pc, &st, x->err);
+	/* one pass over the plan; the preflight's pass did the accounting */
+	ret = vxm_plan_begin(&it, x->c, &po, false, x->err);
+	while (!ret && (ret = vxm_plan_next(&it, &e, x->err)) > 0)
+		ret = ex_extent(x, &e);
 	if (ret == -EINTR) {
 		/* Record what is durable: the blocks before the current one. */
 		uint64_t cur = x->blk == UINT64_MAX ? x->cursor : x->blk * x->spb * x->lss;

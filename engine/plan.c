@@ -31,18 +31,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
-struct dest_track {
-	bool on;
-	const struct vxm_image *d;   /* NULL for a new file */
-	uint64_t spb;                /* sectors per destination block */
-	uint64_t block;              /* current block, UINT64_MAX none */
-	uint64_t resolved, zeros;    /* sectors of the current block */
-	uint64_t block_sectors;      /* sectors of the current block */
-	uint64_t chunk;              /* chunk of the last bitmap counted */
-	bool new_fixed;
-};
-
-static int dest_finish_block(struct dest_track *t, struct vxm_plan_stats *st, struct vxm_err *err)
+static int dest_finish_block(struct vxm_plan_dest *t, struct vxm_plan_stats *st, struct vxm_err *err)
 {
 	if (!t->on || t->block == UINT64_MAX || t->resolved == 0)
 		return 0;
@@ -91,7 +80,7 @@ static int dest_finish_block(struct dest_track *t, struct vxm_plan_stats *st, st
 
 /* Accounts sectors [s, s+n) for the destination; zero says they resolve to
  * zeros, resolved says whether any merged layer defines them. */
-static int dest_account(struct dest_track *t, uint64_t s, uint64_t n, bool resolved, bool zero,
+static int dest_account(struct vxm_plan_dest *t, uint64_t s, uint64_t n, bool resolved, bool zero,
 			uint64_t total, struct vxm_plan_stats *st, struct vxm_err *err)
 {
 	while (t->on && n) {
@@ -119,86 +108,102 @@ static int dest_account(struct dest_track *t, uint64_t s, uint64_t n, bool resol
 	return 0;
 }
 
-struct pending {
-	bool have;
-	struct vxm_extent e;
-};
-
-static int flush(struct pending *p, vxm_extent_fn fn, void *ctx, struct vxm_plan_stats *st)
-{
-	int ret = 0;
-	if (p->have) {
-		st->extents++;
-		if (fn)
-			ret = fn(ctx, &p->e);
-		p->have = false;
-	}
-	return ret;
-}
-
-int vxm_plan(struct vxm_chain *c, const struct vxm_plan_opts *o, vxm_extent_fn fn, void *ctx,
-	     struct vxm_plan_stats *st, struct vxm_err *err)
+int vxm_plan_begin(struct vxm_plan_iter *it, struct vxm_chain *c, const struct vxm_plan_opts *o,
+		   bool account, struct vxm_err *err)
 {
 	int top = o->top < 0 ? (int)c->n - 1 : o->top;
 	int dest = o->dest;
-	struct pending p = { 0 };
-	struct dest_track t = { .on = true, .block = UINT64_MAX, .chunk = UINT64_MAX,
-				.new_fixed = o->new_fixed };
-	int ret;
 
-	memset(st, 0, sizeof(*st));
+	memset(it, 0, sizeof(*it));
 	if (top < 0 || top >= (int)c->n || dest < VXM_PLAN_NEW_FILE || dest >= top)
 		return vxm_fail(err, -EINVAL, VXM_OFF_NONE,
 				"plan: destination layer %d must be below the top layer %d of %u", dest,
 				top, c->n);
 	const struct vxm_image *topimg = c->layer[top].img;
-	uint32_t lss = c->lss;
-	uint64_t total = topimg->m.virtual_size / lss;
-	unsigned floor = dest == VXM_PLAN_NEW_FILE ? 0 : (unsigned)dest + 1;
-
-	st->dest_virtual_size = topimg->m.virtual_size;
+	it->c = c;
+	it->top = top;
+	it->dest = dest;
+	it->lss = c->lss;
+	it->total = topimg->m.virtual_size / it->lss;
+	it->floor = dest == VXM_PLAN_NEW_FILE ? 0 : (unsigned)dest + 1;
+	it->t = (struct vxm_plan_dest){ .on = account, .block = UINT64_MAX, .chunk = UINT64_MAX,
+					.new_fixed = o->new_fixed };
+	it->st.dest_virtual_size = topimg->m.virtual_size;
 	if (dest == VXM_PLAN_NEW_FILE) {
 		uint32_t bs = o->new_block_size ? o->new_block_size : topimg->m.block_size;
-		t.spb = bs / lss;
-		t.d = NULL;
+		it->t.spb = bs / it->lss;
 	} else {
-		t.d = c->layer[dest].img;
-		t.spb = t.d->g.spb;
+		it->t.d = c->layer[dest].img;
+		it->t.spb = it->t.d->g.spb;
 	}
-
 	/* Past D's end the chain reads zeros (vxm_chain_resolve I3), whatever D's
 	 * file holds there (a trailing block's tail, stale BAT entries past its
 	 * old TotalBATEntries, its own parent's data): once D grows, those
 	 * sectors are D's, so they are written as zeros like any resolved run. */
-	uint64_t d_end = t.d ? t.d->m.virtual_size / lss : total;
-	for (uint64_t s = 0; s < total;) {
+	it->d_end = it->t.d ? it->t.d->m.virtual_size / it->lss : it->total;
+	return 0;
+}
+
+/* The growth of D once every extent is out: new blocks and bitmaps, a
+ * larger BAT when the disk grows, and for a new file its fixed structures
+ * (header section, log, metadata, BAT: 4 MiB + the BAT rounded up to 1 MiB). */
+static void plan_growth(struct vxm_plan_iter *it)
+{
+	struct vxm_plan_stats *st = &it->st;
+	const struct vxm_image *topimg = it->c->layer[it->top].img, *d = it->t.d;
+	uint64_t bs = d ? d->g.block_size : it->t.spb * it->lss;
+	struct vxm_geom ng;
+
+	st->dest_growth_bytes = st->dest_new_blocks * bs + st->dest_new_bitmaps * VXM_SB_BLOCK_SIZE;
+	if (d) {
+		if (topimg->m.virtual_size > d->m.virtual_size &&
+		    !vxm_geom_init(&ng, topimg->m.virtual_size, d->g.block_size, it->lss,
+				   d->g.has_parent, NULL) &&
+		    ng.total_entries * 8 > d->bat_region.len)
+			st->dest_growth_bytes += (ng.total_entries * 8 + VXM_MiB - 1) / VXM_MiB * VXM_MiB;
+	} else if (!vxm_geom_init(&ng, topimg->m.virtual_size, (uint32_t)bs, it->lss, false, NULL)) {
+		st->dest_growth_bytes += 4 * VXM_MiB + (ng.total_entries * 8 + VXM_MiB - 1) / VXM_MiB * VXM_MiB;
+	}
+}
+
+int vxm_plan_next(struct vxm_plan_iter *it, struct vxm_extent *out, struct vxm_err *err)
+{
+	struct vxm_plan_stats *st = &it->st;
+	int ret;
+
+	while (it->s < it->total) {
+		uint64_t s = it->s, total = it->total, d_end = it->d_end;
 		struct vxm_resolved r;
 		uint64_t max = s < d_end && d_end < total ? d_end - s : total - s;
-		ret = vxm_chain_resolve(c, (unsigned)top, floor, s, max, &r, err);
+		ret = vxm_chain_resolve(it->c, (unsigned)it->top, it->floor, s, max, &r, err);
 		if (ret)
 			return ret;
 		if (r.layer < 0 && s >= d_end) {
-			r.layer = (int)floor;
+			r.layer = (int)it->floor;
 			r.kind = VXM_RUN_ZERO;
 		}
 		st->runs++;
 		bool resolved = r.layer >= 0;
 		bool zero = r.kind == VXM_RUN_ZERO;
-		ret = dest_account(&t, s, r.nsec, resolved, zero, total, st, err);
+		ret = dest_account(&it->t, s, r.nsec, resolved, zero, total, st, err);
 		if (ret)
 			return ret;
+		it->s += r.nsec;
+		bool had = it->have;
 		if (!resolved) {
-			ret = flush(&p, fn, ctx, st);
-			if (ret)
-				return ret;
-			s += r.nsec;
+			it->have = false;
+			if (had) {
+				*out = it->e;
+				st->extents++;
+				return 1;
+			}
 			continue;
 		}
-		uint64_t bytes = r.nsec * lss;
-		uint64_t voff = s * lss;
+		uint64_t bytes = r.nsec * it->lss, voff = s * it->lss;
 		/* I3: rewritten once per level from its layer down to D (a new
 		 * file: down to the base, then copied once more). */
-		st->naive_copy_bytes += bytes * (uint64_t)(r.layer - (dest == VXM_PLAN_NEW_FILE ? -1 : dest));
+		st->naive_copy_bytes +=
+			bytes * (uint64_t)(r.layer - (it->dest == VXM_PLAN_NEW_FILE ? -1 : it->dest));
 		if (zero) {
 			st->zero_bytes += bytes;
 		} else {
@@ -206,49 +211,54 @@ int vxm_plan(struct vxm_chain *c, const struct vxm_plan_opts *o, vxm_extent_fn f
 			st->layer_copy_bytes[r.layer] += bytes;
 		}
 		enum vxm_extent_kind kind = zero ? VXM_EXT_ZERO : VXM_EXT_COPY;
-		bool joins = p.have && p.e.kind == kind && p.e.voff + p.e.len == voff &&
-			     (kind == VXM_EXT_ZERO ||
-			      (p.e.layer == r.layer && p.e.src_off + p.e.len == r.file_off));
-		if (joins) {
-			p.e.len += bytes;
-		} else {
-			ret = flush(&p, fn, ctx, st);
-			if (ret)
-				return ret;
-			p.have = true;
-			p.e = (struct vxm_extent){ .voff = voff, .len = bytes, .kind = kind,
-						   .layer = zero ? -1 : r.layer,
-						   .src_off = zero ? 0 : r.file_off };
+		struct vxm_extent *e = &it->e;
+		if (had && e->kind == kind && e->voff + e->len == voff &&
+		    (kind == VXM_EXT_ZERO || (e->layer == r.layer && e->src_off + e->len == r.file_off))) {
+			e->len += bytes; /* joins */
+			continue;
 		}
-		s += r.nsec;
+		struct vxm_extent next = { .voff = voff, .len = bytes, .kind = kind,
+					   .layer = zero ? -1 : r.layer,
+					   .src_off = zero ? 0 : r.file_off };
+		it->have = true;
+		if (had) {
+			*out = *e;
+			*e = next;
+			st->extents++;
+			return 1;
+		}
+		*e = next;
 	}
-	ret = flush(&p, fn, ctx, st);
-	if (ret)
-		return ret;
-	ret = dest_finish_block(&t, st, err);
-	if (ret)
-		return ret;
-
-	/* Growth: new blocks and bitmaps, a larger BAT when the disk grows, and
-	 * for a new file its fixed structures (header section, log, metadata,
-	 * BAT: 4 MiB + the BAT rounded up to 1 MiB). */
-	uint64_t bs = t.d ? t.d->g.block_size : t.spb * lss;
-	st->dest_growth_bytes = st->dest_new_blocks * bs + st->dest_new_bitmaps * VXM_SB_BLOCK_SIZE;
-	if (t.d) {
-		if (topimg->m.virtual_size > t.d->m.virtual_size) {
-			struct vxm_geom ng;
-			if (!vxm_geom_init(&ng, topimg->m.virtual_size, t.d->g.block_size, lss,
-					   t.d->g.has_parent, NULL) &&
-			    ng.total_entries * 8 > t.d->bat_region.len)
-				st->dest_growth_bytes += (ng.total_entries * 8 + VXM_MiB - 1) / VXM_MiB * VXM_MiB;
-		}
-	} else {
-		struct vxm_geom ng;
-		if (!vxm_geom_init(&ng, topimg->m.virtual_size, (uint32_t)bs, lss, false, NULL))
-			st->dest_growth_bytes += 4 * VXM_MiB +
-						 (ng.total_entries * 8 + VXM_MiB - 1) / VXM_MiB * VXM_MiB;
+	if (it->have) {
+		it->have = false;
+		*out = it->e;
+		st->extents++;
+		return 1;
+	}
+	if (!it->finished) {
+		it->finished = true;
+		ret = dest_finish_block(&it->t, st, err);
+		if (ret)
+			return ret;
+		plan_growth(it);
 	}
 	return 0;
+}
+
+int vxm_plan(struct vxm_chain *c, const struct vxm_plan_opts *o, vxm_extent_fn fn, void *ctx,
+	     struct vxm_plan_stats *st, struct vxm_err *err)
+{
+	struct vxm_plan_iter it;
+	struct vxm_extent e;
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	ret = vxm_plan_begin(&it, c, o, true, err);
+	while (!ret && (ret = vxm_plan_next(&it, &e, err)) > 0)
+		ret = fn ? fn(ctx, &e) : 0;
+	if (!ret)
+		*st = it.st;
+	return ret;
 }
 
 int vxm_space_free(const char *path, uint64_t *bytes, struct vxm_err *err)
