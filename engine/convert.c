@@ -93,6 +93,8 @@ int mg_convert_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r,
 		}
 	} else {
 		ret = mg_check_space(out, &r->plan, r, err);
+		if (!ret)
+			ret = mg_preflight_io(o, err);
 		if (ret || o->dry_run) {
 			r->dry_run = o->dry_run;
 			goto out;

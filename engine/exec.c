@@ -352,17 +352,23 @@ void ex_fini(struct exec *x)
 
 /* Sets up the data path: its own I/O context and descriptors, so the
  * metadata reads of the planner never wait behind data requests. */
-int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
+struct vxm_io_params ex_io_params(const struct vxm_merge_opts *o)
 {
-	const struct vxm_merge_opts *o = x->o;
 	unsigned qd = o->queue_depth ? o->queue_depth : EX_QD_DEFAULT;
 	/* room for every read of every request's gathered write, within
 	 * 4096 entries unless the caller asked for more requests than that */
 	unsigned depth = qd * EX_SEGS;
 	if (depth > 4096)
 		depth = qd > 4096 ? qd : 4096;
-	struct vxm_io_params p = { .queue_depth = depth,
-				   .backend = o->backend, .log = o->log, .log_ctx = o->log_ctx };
+	return (struct vxm_io_params){ .queue_depth = depth, .backend = o->backend, .log = o->log,
+				       .log_ctx = o->log_ctx };
+}
+
+int ex_init(struct exec *x, const char *dest_path, bool dest_raw)
+{
+	const struct vxm_merge_opts *o = x->o;
+	unsigned qd = o->queue_depth ? o->queue_depth : EX_QD_DEFAULT;
+	struct vxm_io_params p = ex_io_params(o);
 	struct stat st;
 	int ret;
 	if (o->io) {

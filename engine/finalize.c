@@ -348,7 +348,11 @@ int mg_phase_cleanup(const struct vxm_merge_opts *o, struct vxm_journal *j, cons
 			if (ret)
 				return vxm_fail(err, ret, VXM_OFF_NONE, "%s: cannot remove: %s",
 						j->layer_path[i], strerror(-ret));
-			vxm_fsync_dir(j->layer_path[i]);
+			/* the journal goes only once the removals are durable */
+			ret = vxm_fsync_dir(j->layer_path[i]);
+			if (ret)
+				return vxm_fail(err, ret, VXM_OFF_NONE, "%s: flushing its directory failed: %s",
+						j->layer_path[i], strerror(-ret));
 			kept_target(o, j, i, r);
 		}
 	}

@@ -72,7 +72,7 @@
  *    [the same scenario; hostile_files.sh kills in cleanup and resumes]
  * M6: nothing is written before every check a file allows has passed
  *    (preflight.c I1): structure, sizes, locks, relatives, locator room,
- *    space.  [test_hostile.c, hostile_log.sh, hostile_files.sh,
+ *    space, the data path.  [test_hostile.c, hostile_log.sh, hostile_files.sh,
  *    merge_preflight.sh, fuzz_merge.c]
  */
 #define _GNU_SOURCE
@@ -393,6 +393,8 @@ int vxm_merge_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r, st
 			ret = mg_take_locks(&l, c, dest, &j, err);
 			if (!ret)
 				ret = mg_preflight_relinks(c, dest, &j, j.top, o->io, err);
+			if (!ret)
+				ret = mg_preflight_io(o, err);
 			if (ret)
 				goto done;
 		} else {
@@ -403,6 +405,8 @@ int vxm_merge_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r, st
 				ret = mg_take_locks(&l, c, dest, &j, err);
 			if (!ret)
 				ret = mg_check_space(d->path, &r->plan, r, err);
+			if (!ret)
+				ret = mg_preflight_io(o, err);
 			if (ret)
 				goto done;
 			if (d->log_dirty) {

@@ -196,6 +196,9 @@ int mg_preflight_relinks(struct vxm_chain *c, int dest, const struct vxm_journal
 int mg_check_space(const char *dest, const struct vxm_plan_stats *st, struct vxm_merge_result *r,
 		   struct vxm_err *err);
 bool mg_journal_paths_ok(const struct vxm_journal *j);
+/* The data path the executor will open can be opened (-EINVAL for a name
+ * that is none, or the backend's own error). */
+int mg_preflight_io(const struct vxm_merge_opts *o, struct vxm_err *err);
 
 /* ---- finalize.c: after the data ------------------------------------------ */
 /* Zeroed log, both headers final (M3); idempotent. */
@@ -222,6 +225,8 @@ int mg_phase_cleanup(const struct vxm_merge_opts *o, struct vxm_journal *j, cons
 		     struct vxm_merge_result *r, struct vxm_err *err);
 
 /* ---- exec.c: the executor ------------------------------------------------ */
+/* The data path's context parameters (a preflight probes them). */
+struct vxm_io_params ex_io_params(const struct vxm_merge_opts *o);
 /* Opens the data path: D's and the layers' data slots, the buffers. */
 int ex_init(struct exec *x, const char *dest_path, bool dest_raw);
 /* Every extent of the plan into D, then the final commit (M2). */

@@ -421,3 +421,27 @@ bool mg_journal_paths_ok(const struct vxm_journal *j)
 		ok &= j->child_path[i] != NULL;
 	return ok;
 }
+
+int mg_preflight_io(const struct vxm_merge_opts *o, struct vxm_err *err)
+{
+	static const char *const names[] = { "auto", "uring", "psync" };
+	bool known = !o->backend;
+	for (unsigned i = 0; i < 3 && !known; i++)
+		known = !strcmp(o->backend, names[i]);
+	if (o->io)
+		return 0; /* a caller's context: nothing to open */
+	if (!known)
+		return vxm_fail(err, -EINVAL, VXM_OFF_NONE,
+				"no data path named \"%s\" (auto, uring or psync); nothing was changed",
+				o->backend);
+	struct vxm_io probe;
+	struct vxm_io_params p = ex_io_params(o);
+	p.log = NULL; /* the run itself says which path it takes */
+	int ret = vxm_io_init(&probe, NULL, &p);
+	if (ret)
+		return vxm_fail(err, ret, VXM_OFF_NONE,
+				"the %s data path cannot be set up: %s; nothing was changed",
+				o->backend ? o->backend : "auto", vxm_strerror(ret));
+	vxm_io_fini(&probe);
+	return 0;
+}

@@ -10,6 +10,10 @@
  *   - PARTIALLY_PRESENT only where the chunk's sector bitmap is present;
  *   - no two objects of the file share a byte: header section, log, every
  *     region, every payload block and sector-bitmap block (fmt P13);
+ *   - the format's own metadata items flagged as the format defines them:
+ *     IsVirtualDisk on the disk's items (size, ID, sector sizes), never on
+ *     the file's (file parameters, parent locator), which a merge would
+ *     otherwise copy into its destination as disk items (fmt §3, §8.3);
  *   - whatever the open itself noted (a damaged region-table copy, a log
  *     that cannot be replayed): vxm_image_open's notes count here too.
  *
@@ -189,6 +193,34 @@ static int fixed_at(const struct vctx *x, uint64_t unit)
 	return -1;
 }
 
+/* fmt §3 [MS-VHDX §2.6.2]: which known items describe the virtual disk. */
+static void check_item_flags(struct vxm_image *img)
+{
+	static const struct {
+		const struct vxm_guid *id;
+		const char *name;
+		bool vd;
+	} known[] = {
+		{ &VXM_GUID_META_FILE_PARAMS, "File Parameters", false },
+		{ &VXM_GUID_META_PARENT_LOCATOR, "Parent Locator", false },
+		{ &VXM_GUID_META_VIRTUAL_SIZE, "Virtual Disk Size", true },
+		{ &VXM_GUID_META_DISK_ID, "Virtual Disk ID", true },
+		{ &VXM_GUID_META_LOGICAL_SECTOR, "Logical Sector Size", true },
+		{ &VXM_GUID_META_PHYSICAL_SECTOR, "Physical Sector Size", true },
+	};
+	for (unsigned i = 0; i < img->mt->count; i++) {
+		const struct vxm_meta_entry *e = &img->mt->e[i];
+		for (unsigned k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+			if (!(e->flags & VXM_META_IS_USER) && vxm_guid_eq(&e->id, known[k].id) &&
+			    !!(e->flags & VXM_META_IS_VIRTUAL_DISK) != known[k].vd)
+				vxm_image_note(img, 1, img->meta_region.off + vxm_meta_entry_pos(i),
+					       "metadata table entry %u (%s): IsVirtualDisk is %s, the format says %s",
+					       i, known[k].name,
+					       e->flags & VXM_META_IS_VIRTUAL_DISK ? "set" : "clear",
+					       known[k].vd ? "set" : "clear");
+	}
+}
+
 static void add_fixed(struct vctx *x, uint64_t off, uint64_t len, int region)
 {
 	x->fx[x->nfx++] = (struct fixed){ off, off + len, region };
@@ -204,6 +236,7 @@ int vxm_image_validate(struct vxm_image *img, struct vxm_err *err)
 		return vxm_fail(err, -ENOMEM, VXM_OFF_NONE, "out of memory");
 	x->img = img;
 	x->err = err;
+	check_item_flags(img);
 	add_fixed(x, 0, VXM_HEADER_SECTION, -1);
 	add_fixed(x, img->hdr.log_off, img->hdr.log_len, -2);
 	for (uint32_t i = 0; i < img->rt->count && x->nfx < VXM_MAX_TABLE_ENTRIES + 2; i++)

@@ -176,6 +176,12 @@ struct vxm_meta_table {
 int vxm_meta_table_parse(const uint8_t *buf, size_t len, uint64_t off, uint32_t region_len,
 			 struct vxm_meta_table *t, struct vxm_err *err);
 void vxm_meta_table_encode(const struct vxm_meta_table *t, uint8_t *buf /* 64 KiB */);
+/* Offset of entry i from the start of the table (a 32-byte header, then
+ * 32-byte entries). */
+static inline uint32_t vxm_meta_entry_pos(unsigned i)
+{
+	return 32u + 32u * i;
+}
 /* Index of (id, is_user) in t, or -1. */
 int vxm_meta_find(const struct vxm_meta_table *t, const struct vxm_guid *id, bool is_user);
 

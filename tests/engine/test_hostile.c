@@ -288,6 +288,38 @@ static void a_locator_edit_without_room_is_refused_before_any_write(void **state
 	done(dir);
 }
 
+/* A file-level item flagged as a disk item would be copied into the
+ * destination with the disk's items (fmt §8.3), HasParent with it: check
+ * reports the flag and the merge and the convert refuse it. */
+static void flag_file_parameters_as_disk_item(const char *dir, const char *name)
+{
+	char path[1200];
+	size_t len;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	uint8_t *f = tl_read_file(path, &len);
+	assert_non_null(f);
+	struct vxm_meta_table mt;
+	struct vxm_err err = { 0 };
+	assert_int_equal(vxm_meta_table_parse(f + META_AT, 64 * 1024, META_AT, MiB, &mt, &err), 0);
+	int i = vxm_meta_find(&mt, &VXM_GUID_META_FILE_PARAMS, false);
+	assert_true(i >= 0);
+	mt.e[i].flags |= VXM_META_IS_VIRTUAL_DISK;
+	vxm_meta_table_encode(&mt, f + META_AT);
+	assert_int_equal(tl_write_file(path, f, len), 0);
+	free(f);
+}
+
+static void a_file_item_flagged_as_a_disk_item_is_refused(void **state)
+{
+	(void)state;
+	char *dir = chain("vd-flag", false);
+	flag_file_parameters_as_disk_item(dir, "s2.avhdx");
+	expect(dir, 1, "check s2.avhdx", "(File Parameters): IsVirtualDisk is set", NULL);
+	expect(dir, 3, "merge s2.avhdx", "s2.avhdx (the top)", "File Parameters", NULL);
+	expect(dir, 3, "convert s2.avhdx new.vhdx", "File Parameters", NULL);
+	done(dir);
+}
+
 /* Row 5, first half: a base larger than its children would have to shrink. */
 static void a_top_smaller_than_the_destination_is_refused(void **state)
 {
@@ -409,6 +441,19 @@ static void a_middle_layer_of_another_size_merges_exactly_and_is_named(void **st
 	done(dir);
 }
 
+/* The data path is opened only after the journal and D's headers are
+ * written: a name that is none is refused before that. */
+static void an_unknown_data_path_is_refused_before_any_write(void **state)
+{
+	(void)state;
+	char *dir = chain("io-name", false);
+	expect(dir, VXM_EXIT_USAGE, "merge s2.avhdx --io nosuch", "no data path named \"nosuch\"",
+	       "nothing was changed", NULL);
+	expect(dir, VXM_EXIT_USAGE, "convert s2.avhdx out.vhdx --io fault", "no data path named",
+	       NULL);
+	done(dir);
+}
+
 /* Row 9: re-running a merge that finished is no I/O error. */
 static void rerunning_a_finished_merge_says_nothing_is_left_to_do(void **state)
 {
@@ -431,9 +476,11 @@ int main(void)
 		cmocka_unit_test(destination_entries_into_its_own_structures_are_refused),
 		cmocka_unit_test(every_file_the_merge_reads_or_changes_passes_the_same_rules),
 		cmocka_unit_test(a_locator_edit_without_room_is_refused_before_any_write),
+		cmocka_unit_test(a_file_item_flagged_as_a_disk_item_is_refused),
 		cmocka_unit_test(a_top_smaller_than_the_destination_is_refused),
 		cmocka_unit_test(a_destination_that_grows_shows_none_of_its_stale_bytes),
 		cmocka_unit_test(a_middle_layer_of_another_size_merges_exactly_and_is_named),
+		cmocka_unit_test(an_unknown_data_path_is_refused_before_any_write),
 		cmocka_unit_test(rerunning_a_finished_merge_says_nothing_is_left_to_do),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
