@@ -25,21 +25,30 @@
  *       --keep-merged, TOP -- else "view-differs"; a success that leaves a
  *       journal or a partial file behind, changes a file it must not (a
  *       layer below the destination, a source of a convert) is
- *       "changed-on-success".  A chain that could not be read before must
- *       be refused.
+ *       "changed-on-success".
+ * A chain whose view could not be opened or read whole before must be
+ * refused: a success on it is "accepted-unreadable" (the view is then read
+ * in 64 KiB pieces, and the pieces that did read must read the same after
+ * the operation, else view-differs).
  * Crashes and sanitizer reports are the class "crash", libFuzzer's
  * timeouts "hang"; an operation that leaves a file of the context open
  * trips FZ_ASSERT.
  *
- * Known classes (VXM_FUZZ_MERGE_KNOWN=overlap,vsize,dirty,check or all):
- * before the operations every file is opened read-only and checked
- * (vxm_image_check), giving the input's traits: "overlap" (check reports two
- * objects overlapping: two BAT entries sharing a payload block, an entry in
- * the log, metadata or BAT region), "check" (any other problem check
- * reports), "vsize" (the layers' virtual sizes differ), "dirty" (a LogGuid
- * is set).  A finding on an input with a listed trait is counted and the
- * input dropped instead of aborting, so that exploration continues while
- * those bugs are open.  Every finding message names the traits.
+ * Known classes (VXM_FUZZ_MERGE_KNOWN, comma-separated [CLASS:]TRAIT, e.g.
+ * "changed-on-refusal:dirty,accepted-unreadable:check,vsize" or "all"):
+ * when a finding is made, the bytes the harness wrote are opened from
+ * memory and checked (vxm_image_check), giving the input's traits:
+ * "overlap" (check reports two objects overlapping: two BAT entries sharing
+ * a payload block, an entry in the log, metadata or BAT region), "check"
+ * (any other problem check reports), "vsize" (the layers' virtual sizes
+ * differ), "dirty" (a LogGuid is set).  A finding of a listed class on an
+ * input with a listed trait is counted and the input dropped instead of
+ * aborting, so that exploration continues while those bugs are open.  Every
+ * finding message names the traits.
+ *
+ * Speed: the files are rebuilt only when their description changes, a file
+ * a refusal left intact is rewritten only where it changes, and inotify
+ * says which files an operation touched (fuzz_merge_files.h).
  *
  * The input and the mutations: fuzz_merge_input.h.
  */
@@ -69,10 +78,9 @@
 enum { T_OVERLAP = 1, T_CHECK = 2, T_VSIZE = 4, T_DIRTY = 8 };
 
 static struct vxm_io g_io;
-static unsigned known_mask, traits;
+static unsigned traits;
 static bool traits_known;
 static char traits_why[600];
-static unsigned long tolerated[4];
 static int verbose;
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -142,27 +150,46 @@ static void find_traits(void)
 	}
 }
 
-static unsigned parse_known(const char *s)
+/* VXM_FUZZ_MERGE_KNOWN: comma-separated [CLASS:]TRAIT entries, TRAIT one of
+ * overlap, check, vsize, dirty or all; an entry without CLASS matches every
+ * class. */
+#define FM_MAX_KNOWN 16
+static struct known {
+	char cls[32];
+	unsigned mask;
+	unsigned long count;
+} known[FM_MAX_KNOWN];
+static unsigned nknown;
+
+static void parse_known(const char *s)
 {
-	unsigned m = 0;
-	if (!s)
-		return 0;
-	if (strstr(s, "all"))
-		return T_OVERLAP | T_CHECK | T_VSIZE | T_DIRTY;
-	m |= strstr(s, "overlap") ? T_OVERLAP : 0;
-	m |= strstr(s, "check") ? T_CHECK : 0;
-	m |= strstr(s, "vsize") ? T_VSIZE : 0;
-	m |= strstr(s, "dirty") ? T_DIRTY : 0;
-	return m;
+	static const char *names[4] = { "overlap", "check", "vsize", "dirty" };
+	while (s && *s && nknown < FM_MAX_KNOWN) {
+		size_t n = strcspn(s, ",");
+		char e[64];
+		snprintf(e, sizeof(e), "%.*s", (int)(n < 63 ? n : 63), s);
+		s += n + (s[n] == ',');
+		struct known *k = &known[nknown];
+		char *colon = strchr(e, ':'), *t = colon ? colon + 1 : e;
+		if (colon)
+			snprintf(k->cls, sizeof(k->cls), "%.*s", (int)(colon - e), e);
+		for (unsigned i = 0; i < 4; i++)
+			if (!strcmp(t, names[i]) || !strcmp(t, "all"))
+				k->mask |= 1u << i;
+		if (!k->mask) {
+			fprintf(stderr, "fuzz_merge: VXM_FUZZ_MERGE_KNOWN: no trait in '%s'\n", e);
+			abort();
+		}
+		nknown++;
+	}
 }
 
 static void report_tolerated(void)
 {
-	static const char *names[4] = { "overlap", "check", "vsize", "dirty" };
-	for (int i = 0; i < 4; i++)
-		if (tolerated[i])
-			fprintf(stderr, "fuzz_merge: %lu finding(s) tolerated on inputs with trait %s\n",
-				tolerated[i], names[i]);
+	for (unsigned i = 0; i < nknown; i++)
+		if (known[i].count)
+			fprintf(stderr, "fuzz_merge: %lu finding(s) tolerated as known (%s%s%#x)\n",
+				known[i].count, known[i].cls, known[i].cls[0] ? ":" : "", known[i].mask);
 }
 
 /* A finding: aborts, unless the input has a trait listed as known (then
@@ -179,9 +206,10 @@ static bool finding(const char *cls, const char *what, int ret, const struct vxm
 	va_end(ap);
 	if (!traits_known)
 		find_traits();
-	if (traits & known_mask) {
-		for (int i = 0; i < 4; i++)
-			tolerated[i] += (traits & known_mask & (1u << i)) != 0;
+	for (unsigned i = 0; i < nknown; i++) {
+		if ((known[i].cls[0] && strcmp(known[i].cls, cls)) || !(traits & known[i].mask))
+			continue;
+		known[i].count++;
 		say("tolerated %s (%s): %s; traits: %s", cls, what, detail, traits_why);
 		return true;
 	}
@@ -198,60 +226,126 @@ static bool finding(const char *cls, const char *what, int ret, const struct vxm
 	abort();
 }
 
-/* ---- views ----------------------------------------------------------------------- */
+/* ---- views -----------------------------------------------------------------------
+ * A view is the whole disk a chain top shows.  When a read of it fails (a
+ * BAT entry the reader refuses), it is read again in FM_UNIT pieces: the
+ * ones that read are still an oracle, the others are marked bad. */
 
-static int view_of(const char *name, uint8_t **out, uint64_t *len, struct vxm_err *err)
+#define FM_UNIT (64u * 1024)
+
+struct view {
+	uint8_t *p;                 /* NULL: the chain could not be opened */
+	uint64_t len;
+	uint8_t *bad;               /* per FM_UNIT: unreadable (NULL: none is) */
+	uint64_t nbad;
+	struct vxm_err err;         /* why the chain or its first bad piece failed */
+	uint32_t lss;
+};
+
+static void view_free(struct view *v)
+{
+	free(v->p);
+	free(v->bad);
+	memset(v, 0, sizeof(*v));
+}
+
+/* 0, or the error of vxm_chain_open (-EFBIG: too large to read whole). */
+static int view_of(const char *name, struct view *v)
 {
 	char path[1024];
 	struct vxm_chain *c;
 	struct vxm_chain_opts co = { .io = &g_io };
 	fm_path(path, sizeof(path), name);
-	*out = NULL;
-	int ret = vxm_chain_open(&c, path, &co, err);
+	memset(v, 0, sizeof(*v));
+	int ret = vxm_chain_open(&c, path, &co, &v->err);
 	if (ret)
 		return ret;
-	*len = vxm_chain_virtual_size(c);
-	if (*len > FM_MAX_VIEW) {
+	v->len = vxm_chain_virtual_size(c);
+	v->lss = vxm_chain_sector_size(c);
+	if (v->len > FM_MAX_VIEW) {
 		vxm_chain_close(c);
 		return -EFBIG;
 	}
-	*out = malloc(*len ? *len : 1);
-	if (!*out)
+	v->p = malloc(v->len ? v->len : 1);
+	if (!v->p)
 		abort();
-	ret = vxm_chain_read(c, *out, *len, 0, err);
-	vxm_chain_close(c);
-	if (ret) {
-		free(*out);
-		*out = NULL;
+	if (vxm_chain_read(c, v->p, v->len, 0, &v->err)) {
+		uint64_t n = (v->len + FM_UNIT - 1) / FM_UNIT;
+		v->bad = calloc(n + 1, 1);
+		if (!v->bad)
+			abort();
+		vxm_err_clear(&v->err);
+		for (uint64_t u = 0; u < n; u++) {
+			uint64_t off = u * FM_UNIT, l = v->len - off < FM_UNIT ? v->len - off : FM_UNIT;
+			struct vxm_err e = { 0 };
+			if (vxm_chain_read(c, v->p + off, l, off, &e)) {
+				v->bad[u] = 1;
+				memset(v->p + off, 0, l);
+				if (!v->nbad++)
+					v->err = e;
+			}
+		}
 	}
-	return ret;
+	vxm_chain_close(c);
+	return 0;
 }
 
-/* Does name read exactly want?  Returns false after a finding was tolerated. */
-static bool view_equals(const char *what, const char *name, const uint8_t *want, uint64_t wlen,
-			uint32_t lss)
+/* Does name read exactly what want read (its readable pieces)?  Returns
+ * false after a finding was tolerated. */
+static bool view_equals(const char *what, const char *name, const struct view *want, uint32_t lss)
 {
-	uint8_t *got;
-	uint64_t glen = 0;
-	struct vxm_err err = { 0 };
-	int ret = view_of(name, &got, &glen, &err);
+	struct view got;
+	int ret = view_of(name, &got);
 	if (ret)
-		return !finding("view-differs", what, 0, NULL, "%s cannot be read afterwards: %s", name,
-				vxm_err_format(&err, (char[1400]){ 0 }, 1400));
+		return !finding("view-differs", what, 0, NULL, "%s cannot be opened afterwards: %s", name,
+				vxm_err_format(&got.err, (char[1400]){ 0 }, 1400));
 	bool ok = true;
-	if (glen != wlen) {
+	if (got.len != want->len) {
 		ok = !finding("view-differs", what, 0, NULL, "%s: virtual size %llu, the chain showed %llu",
-			      name, (unsigned long long)glen, (unsigned long long)wlen);
-	} else if (memcmp(got, want, wlen)) {
-		uint64_t at = 0;
-		while (got[at] == want[at])
-			at++;
-		ok = !finding("view-differs", what, 0, NULL,
-			      "%s: sector %llu (byte 0x%llx) reads 0x%02x, the chain showed 0x%02x", name,
-			      (unsigned long long)(at / lss), (unsigned long long)at, got[at], want[at]);
+			      name, (unsigned long long)got.len, (unsigned long long)want->len);
+		goto out;
 	}
-	free(got);
+	for (uint64_t off = 0; off < want->len && ok; off += FM_UNIT) {
+		uint64_t u = off / FM_UNIT, l = want->len - off < FM_UNIT ? want->len - off : FM_UNIT;
+		if (want->bad && want->bad[u])
+			continue;
+		if (got.bad && got.bad[u]) {
+			ok = !finding("view-differs", what, 0, NULL,
+				      "%s: [0x%llx, +%llu) cannot be read any more (%s); the chain read it",
+				      name, (unsigned long long)off, (unsigned long long)l,
+				      vxm_err_format(&got.err, (char[1400]){ 0 }, 1400));
+		} else if (memcmp(got.p + off, want->p + off, l)) {
+			uint64_t at = off;
+			while (got.p[at] == want->p[at])
+				at++;
+			ok = !finding("view-differs", what, 0, NULL,
+				      "%s: sector %llu (byte 0x%llx) reads 0x%02x, the chain showed 0x%02x",
+				      name, (unsigned long long)(at / lss), (unsigned long long)at,
+				      got.p[at], want->p[at]);
+		}
+	}
+out:
+	view_free(&got);
 	return ok;
+}
+
+/* The operation succeeded although the chain's view could not be opened or
+ * read whole: bad input must be refused before anything is written.  (The
+ * readable pieces were compared first: a difference there is view-differs.) */
+static bool accepted_unreadable(const char *what, const struct view *o)
+{
+	if (o->p && !o->bad)
+		return true;
+	char em[1400];
+	vxm_err_format(&o->err, em, sizeof(em));
+	if (!o->p)
+		return !finding("accepted-unreadable", what, 0, NULL,
+				"the chain could not be opened before (%s) but %s succeeded", em, what);
+	return !finding("accepted-unreadable", what, 0, NULL,
+			"%llu of %llu 64 KiB pieces of the chain's view could not be read before (first: %s) "
+			"but %s succeeded; the rest reads as before",
+			(unsigned long long)o->nbad, (unsigned long long)((o->len + FM_UNIT - 1) / FM_UNIT),
+			em, what);
 }
 
 static bool journal_left(char *name, size_t cap)
@@ -273,13 +367,10 @@ static bool journal_left(char *name, size_t cap)
 
 struct run {
 	struct fm_snap snap;
-	uint8_t *oracle;            /* NULL: the chain could not be read */
-	uint64_t vsize;
+	struct view oracle;         /* what TOP showed */
 	uint32_t lss;
-	struct vxm_err oerr;
 	int ochild;                 /* file index of TOP's child, -1 */
-	uint8_t *child_view;
-	uint64_t child_len;
+	struct view child;          /* what it showed */
 	bool intact;                /* the files are as written (verified) */
 };
 
@@ -292,16 +383,14 @@ static bool check_convert(struct run *R, int ret, const struct vxm_err *err)
 			return !finding("changed-on-refusal", "convert", ret, err, "%s", why);
 		return R->intact = true;
 	}
-	if (!R->oracle)
-		return !finding("view-differs", "convert", 0, NULL,
-				"the chain could not be read before (%s) but the convert succeeded",
-				vxm_err_format(&R->oerr, (char[1400]){ 0 }, 1400));
-	if (!view_equals("convert", "out.vhdx", R->oracle, R->vsize, R->lss))
-		return false;
+	if (!R->oracle.p || !view_equals("convert", "out.vhdx", &R->oracle, R->lss))
+		return R->oracle.p ? false : accepted_unreadable("convert", &R->oracle);
 	if (journal_left(left, sizeof(left)))
 		return !finding("changed-on-success", "convert", 0, NULL, "%s is left over", left);
 	if (!fm_dir_same(&R->snap, "out.vhdx", why, sizeof(why)))
 		return !finding("changed-on-success", "convert", 0, NULL, "a source: %s", why);
+	if (!accepted_unreadable("convert", &R->oracle))
+		return false;
 	char path[1024];
 	fm_path(path, sizeof(path), "out.vhdx");
 	unlink(path);
@@ -319,15 +408,13 @@ static bool check_merge(struct run *R, int ret, const struct vxm_err *err, unsig
 			return !finding("changed-on-refusal", what, ret, err, "%s", why);
 		return R->intact = true;
 	}
-	if (!R->oracle)
-		return !finding("view-differs", what, 0, NULL,
-				"the chain could not be read before (%s) but the merge succeeded",
-				vxm_err_format(&R->oerr, (char[1400]){ 0 }, 1400));
-	if (!view_equals(what, F[dest].name, R->oracle, R->vsize, R->lss))
+	if (!R->oracle.p)
+		return accepted_unreadable(what, &R->oracle);
+	if (!view_equals(what, F[dest].name, &R->oracle, R->lss))
 		return false;
-	if (R->child_view && !view_equals(what, F[R->ochild].name, R->child_view, R->child_len, R->lss))
+	if (R->child.p && !view_equals(what, F[R->ochild].name, &R->child, R->lss))
 		return false;
-	if (keep && !view_equals(what, F[nlayers - 1].name, R->oracle, R->vsize, R->lss))
+	if (keep && !view_equals(what, F[nlayers - 1].name, &R->oracle, R->lss))
 		return false;
 	if (journal_left(left, sizeof(left)))
 		return !finding("changed-on-success", what, 0, NULL, "%s is left over", left);
@@ -339,7 +426,7 @@ static bool check_merge(struct run *R, int ret, const struct vxm_err *err, unsig
 					"%s, below the destination, changed at 0x%llx", F[i].name,
 					(unsigned long long)at);
 	}
-	return true;
+	return accepted_unreadable(what, &R->oracle);
 }
 
 static void plan_only(struct run *R, unsigned dest)
@@ -418,7 +505,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 	if (!once) {
 		once = true;
 		verbose = getenv("VXM_FUZZ_VERBOSE") != NULL;
-		known_mask = parse_known(getenv("VXM_FUZZ_MERGE_KNOWN"));
+		parse_known(getenv("VXM_FUZZ_MERGE_KNOWN"));
 		fm_dir_make();
 		if (vxm_io_init(&g_io, &fm_inline_ops, NULL))
 			abort();
@@ -475,24 +562,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 
 	/* the oracle, before anything runs */
 	const char *top = F[nlayers - 1].name;
-	int oret = view_of(top, &R.oracle, &R.vsize, &R.oerr);
+	int oret = view_of(top, &R.oracle);
 	if (oret == -EFBIG)
 		goto out; /* too large to read whole at every run */
-	R.lss = lss;
-	if (R.oracle) {
-		char path[1024];
-		struct vxm_chain *c;
-		fm_path(path, sizeof(path), top);
-		if (!vxm_chain_open(&c, path, &(struct vxm_chain_opts){ .io = &g_io }, NULL)) {
-			R.lss = vxm_chain_sector_size(c);
-			vxm_chain_close(c);
-		}
-	}
-	if (R.ochild >= 0 && view_of(F[R.ochild].name, &R.child_view, &R.child_len, NULL))
-		R.child_view = NULL;
-	say("%u layers, %llu bytes, lss %u, block %u: top %s (%d)%s%s", nlayers,
-	    (unsigned long long)vsize, lss, bs, R.oracle ? "reads" : "unreadable", oret,
-	    traits ? "; traits: " : "", traits_why);
+	R.lss = R.oracle.p ? R.oracle.lss : lss;
+	if (R.ochild >= 0 && view_of(F[R.ochild].name, &R.child) == -EFBIG)
+		goto out;
+	say("%u layers, %llu bytes, lss %u, block %u: top %s (%llu bad pieces)%s%s", nlayers,
+	    (unsigned long long)vsize, lss, bs, R.oracle.p ? "opens" : "does not open",
+	    (unsigned long long)R.oracle.nbad, traits ? "; traits: " : "", traits_why);
 
 	char tpath[1024], dpath[1024], cpath[1024], opath[1024];
 	fm_path(tpath, sizeof(tpath), top);
@@ -541,8 +619,8 @@ out:
 		F[i].on_disk = R.intact;
 		free(R.snap.f[i].nz);
 	}
-	free(R.oracle);
-	free(R.child_view);
+	view_free(&R.oracle);
+	view_free(&R.child);
 	undo_all();
 	return 0;
 }
