@@ -75,7 +75,7 @@
 
 #define FM_MAX_VIEW (64ull << 20) /* a larger disk is not read whole at every run */
 
-enum { T_OVERLAP = 1, T_CHECK = 2, T_VSIZE = 4, T_DIRTY = 8 };
+enum { T_OVERLAP = 1, T_CHECK = 2, T_VSIZE = 4, T_DIRTY = 8, T_NONE = 16 };
 
 static struct vxm_io g_io;
 static unsigned traits;
@@ -151,8 +151,8 @@ static void find_traits(void)
 }
 
 /* VXM_FUZZ_MERGE_KNOWN: comma-separated [CLASS:]TRAIT entries, TRAIT one of
- * overlap, check, vsize, dirty or all; an entry without CLASS matches every
- * class. */
+ * overlap, check, vsize, dirty, none (no trait at all) or all (any input);
+ * an entry without CLASS matches every class. */
 #define FM_MAX_KNOWN 16
 static struct known {
 	char cls[32];
@@ -160,10 +160,13 @@ static struct known {
 	unsigned long count;
 } known[FM_MAX_KNOWN];
 static unsigned nknown;
+/* VXM_FUZZ_MERGE_ONLY (same syntax): every finding but those listed is
+ * tolerated, so that -minimize_crash keeps the finding it started from */
+static bool only;
 
 static void parse_known(const char *s)
 {
-	static const char *names[4] = { "overlap", "check", "vsize", "dirty" };
+	static const char *names[5] = { "overlap", "check", "vsize", "dirty", "none" };
 	while (s && *s && nknown < FM_MAX_KNOWN) {
 		size_t n = strcspn(s, ",");
 		char e[64];
@@ -173,7 +176,7 @@ static void parse_known(const char *s)
 		char *colon = strchr(e, ':'), *t = colon ? colon + 1 : e;
 		if (colon)
 			snprintf(k->cls, sizeof(k->cls), "%.*s", (int)(colon - e), e);
-		for (unsigned i = 0; i < 4; i++)
+		for (unsigned i = 0; i < 5; i++)
 			if (!strcmp(t, names[i]) || !strcmp(t, "all"))
 				k->mask |= 1u << i;
 		if (!k->mask) {
@@ -206,10 +209,15 @@ static bool finding(const char *cls, const char *what, int ret, const struct vxm
 	va_end(ap);
 	if (!traits_known)
 		find_traits();
-	for (unsigned i = 0; i < nknown; i++) {
-		if ((known[i].cls[0] && strcmp(known[i].cls, cls)) || !(traits & known[i].mask))
+	bool listed = false;
+	for (unsigned i = 0; i < nknown && !listed; i++) {
+		if ((known[i].cls[0] && strcmp(known[i].cls, cls)) ||
+		    !(traits ? traits & known[i].mask : known[i].mask & T_NONE))
 			continue;
 		known[i].count++;
+		listed = true;
+	}
+	if (listed != only) {
 		say("tolerated %s (%s): %s; traits: %s", cls, what, detail, traits_why);
 		return true;
 	}
@@ -505,7 +513,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 	if (!once) {
 		once = true;
 		verbose = getenv("VXM_FUZZ_VERBOSE") != NULL;
-		parse_known(getenv("VXM_FUZZ_MERGE_KNOWN"));
+		only = getenv("VXM_FUZZ_MERGE_ONLY") != NULL;
+		parse_known(getenv(only ? "VXM_FUZZ_MERGE_ONLY" : "VXM_FUZZ_MERGE_KNOWN"));
 		fm_dir_make();
 		if (vxm_io_init(&g_io, &fm_inline_ops, NULL))
 			abort();

@@ -218,11 +218,15 @@ static void undo_rec(const struct fm_file *f, uint64_t off, uint32_t n, const ui
  * later record is undone). */
 static void undo_all(void)
 {
-	size_t *at = NULL, n = 0;
+	static size_t *at, cap;
+	size_t n = 0;
 	for (size_t o = 0; o < undo_len; n++) {
-		at = realloc(at, (n + 1) * sizeof(*at));
-		if (!at)
-			abort();
+		if (n == cap) {
+			cap = cap ? 2 * cap : 1024;
+			at = realloc(at, cap * sizeof(*at));
+			if (!at)
+				abort();
+		}
 		at[n] = o;
 		uint32_t k = vxm_le32(undo + o + 9);
 		o += 13 + (k == UINT32_MAX ? 0 : k);
@@ -237,7 +241,6 @@ static void undo_all(void)
 		else
 			memcpy(f->buf + off, r + 13, k);
 	}
-	free(at);
 	undo_len = 0;
 }
 
@@ -495,24 +498,27 @@ static void mutate(const uint8_t *r)
 		if (!f->sp.has_parent || !nsec)
 			break;
 		uint64_t start = v % nsec, cnt = (1ull + a) * ((b & 4) ? g->spb / 8 : 1);
-		if (b & 3) {
-			if ((b & 3) == 3) {
-				start = start / g->spb * g->spb;
-				cnt = g->spb;
-			}
+		if ((b & 3) == 3) { /* a whole block's bits */
+			start = start / g->spb * g->spb;
+			cnt = g->spb;
 		}
-		for (uint64_t s = start; s < start + cnt && s < nsec; s++) {
-			if (!in_file(f, sb + s / 8, 1))
-				break;
-			uint8_t p = f->buf[sb + s / 8], m = (uint8_t)(1u << (s & 7));
+		uint64_t end = start + cnt < nsec ? start + cnt : nsec;
+		uint64_t from = sb + start / 8, to = sb + (end + 7) / 8;
+		if (!in_file(f, from, to - from))
+			break;
+		/* one undo record for the whole byte range */
+		static uint8_t bm[VXM_SB_BLOCK_SIZE];
+		memcpy(bm, f->buf + from, to - from);
+		for (uint64_t s = start; s < end; s++) {
+			uint8_t *p = bm + (s / 8 - start / 8), m = (uint8_t)(1u << (s & 7));
 			switch (b & 3) {
-			case 0: p ^= m; break;
-			case 1: p |= m; break;
-			case 2: p &= (uint8_t)~m; break;
-			default: p = (a & 1) ? (uint8_t)(p | m) : (uint8_t)(p & ~m); break;
+			case 0: *p ^= m; break;
+			case 1: *p |= m; break;
+			case 2: *p &= (uint8_t)~m; break;
+			default: *p = (a & 1) ? (uint8_t)(*p | m) : (uint8_t)(*p & ~m); break;
 			}
-			put8(f, sb + s / 8, p);
 		}
+		put(f, from, bm, to - from);
 		break;
 	}
 	case M_REGION: { /* entry a & 1 (BAT, metadata) of one or both tables */
