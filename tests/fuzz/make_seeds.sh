@@ -11,6 +11,8 @@
 #                    directory when VXM_MALFORMED_SAVE is set (CRC flags clear,
 #                    so that the damage is kept)
 #   the files of tests/fuzz/regressions/<target>/
+# OUTDIR/merge/ receives what mkseed_merge.py writes (valid chains of every
+# block state and operation; the same inputs as regressions/merge/seed-*).
 # Seeds are build products: never commit them, and never copy fixtures into
 # the source tree.
 set -euo pipefail
@@ -22,7 +24,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 rm -rf "$out"
-mkdir -p "$out"/open "$out"/log "$out"/meta "$out"/chain
+mkdir -p "$out"/open "$out"/log "$out"/meta "$out"/chain "$out"/merge
 
 nfx=0
 if [ -d "$fx" ]; then
@@ -50,10 +52,12 @@ if [ -n "$malformed" ] && [ -x "$malformed" ]; then
   done
 fi
 
-for t in open log meta chain; do
+python3 "$here/mkseed_merge.py" "$out/merge" >/dev/null
+for t in open log meta chain merge; do
   for f in "$here/regressions/$t"/*; do
     [ -f "$f" ] && cp "$f" "$out/$t/regression-$(basename "$f")"
   done
 done
 echo "make_seeds: $nfx fixtures, $nmal malformed cases ->" \
-  "open $(ls "$out/open" | wc -l), log $(ls "$out/log" | wc -l), meta $(ls "$out/meta" | wc -l) seeds in $out"
+  "open $(ls "$out/open" | wc -l), log $(ls "$out/log" | wc -l), meta $(ls "$out/meta" | wc -l)," \
+  "merge $(ls "$out/merge" | wc -l) seeds in $out"
