@@ -3,7 +3,7 @@
 
 Usage: mkseed_merge.py OUTDIR            the seeds
        mkseed_merge.py --pending OUTDIR  hand-made reproducers of the findings
-                                         in pending/merge/ (README.md there)
+                                         (regressions/merge/finding-*)
 
 Writes valid chains that together use every block state in every layer
 position (NOT_PRESENT, UNDEFINED, ZERO, UNMAPPED, FULLY and PARTIALLY_PRESENT,
