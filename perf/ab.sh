@@ -7,8 +7,10 @@
 # cache dropped, and prints one line per run (the pairs are read side by
 # side).  The README's request-size and gathering pairs come from this.
 #
-# Each line also gives the "open" time (until the copy phase starts) and the
-# time spent removing merged files (--full-copy).
+# Each line also gives the "open" time (until the copy phase starts), the
+# time spent removing merged files (--full-copy), and the first 16 hex digits
+# of the merged base's sha256 (every variant writes the same seed's GUIDs, so
+# variants that must not change a byte show the same digest).
 #
 # Usage: perf/ab.sh [--rounds N] [--work DIR] [--full-copy]
 #                   [--synth "ARGS"] VARIANT...
@@ -88,7 +90,8 @@ for r in $(seq "$rounds"); do
 			(($p | map(select(.phase == "copy")))[0].elapsed_s // 0) as $open |
 			(($p | map(select(.phase == "cleanup")))[0].elapsed_s // $s.seconds) as $rm |
 			"round \($r) \($l): \($wall) s wall, \($s.seconds * 100 | floor / 100) s merge (open \($open) s, removal \(($s.seconds - $rm) * 100 | floor / 100) s), \($s.bytes_copied) bytes, \($s.data_writes) writes, \($s.commits // "-") commits (\($s.commit_seconds // 0 | . * 100 | floor / 100) s), \($s.bytes_copied / $s.seconds / 1e6 | floor) MB/s, cpu \($cpu) s, rss \($rss) KiB"' \
-			"$work/out.json"
+			"$work/out.json" | tr -d '\n'
+		echo ", base sha256 $(sha256sum "$w/base.vhdx" | cut -c1-16)"
 	done
 done
 rm -rf "$work/run"
