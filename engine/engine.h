@@ -169,7 +169,13 @@ int vxm_image_require_valid(struct vxm_image *img, const char *role, struct vxm_
 void vxm_image_note(struct vxm_image *img, int severity, uint64_t off, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* ==== writer (engine/writer.c) ==============================================
+/* ==== writer (engine/writer*.c, engine/txn.c) ================================
+ *
+ * engine/writer.c       the session: begin, end, states, header updates
+ * engine/txn.c          staging, BAT and bitmap updates, log entries, commit
+ * engine/writer_meta.c  metadata items, the locator, IsVirtualDisk items
+ * engine/writer_data.c  allocation, writes and zeroes (block states)
+ * engine/writer_priv.h  struct vxm_writer and what those files share
  *
  * Session states (enum vxm_writer_state), each transition checked by
  * writer_check():
