@@ -205,7 +205,13 @@ int vxm_plan_begin(struct vxm_plan_iter *it, struct vxm_chain *c, const struct v
 		   bool account, struct vxm_err *err);
 int vxm_plan_next(struct vxm_plan_iter *it, struct vxm_extent *e, struct vxm_err *err);
 
-/* ==== writer (engine/writer.c) ==============================================
+/* ==== writer (engine/writer*.c, engine/txn.c) ================================
+ *
+ * engine/writer.c       the session: begin, end, states, header updates
+ * engine/txn.c          staging, BAT and bitmap updates, log entries, commit
+ * engine/writer_meta.c  metadata items, the locator, IsVirtualDisk items
+ * engine/writer_data.c  allocation, writes and zeroes (block states)
+ * engine/writer_priv.h  struct vxm_writer and what those files share
  *
  * Session states (enum vxm_writer_state), each transition checked by
  * writer_check():

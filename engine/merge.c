@@ -10,12 +10,13 @@
  *   exec_queue.c the executor's requests: gathered writes, padding, clones
  *   finalize.c   final headers, locator edits, removal of merged files
  *   journal.c    the journal, the record of the phase reached
- *   writer.c     D's log session: every metadata change goes through it
+ *   writer.c     D's log session (txn.c, writer_meta.c, writer_data.c): every
+ *                metadata change goes through it
  * A newcomer's path to the disk: cli/cmd_merge.c -> vxm_merge_run ->
  * mg_phase_copy -> ex_run (exec.c), which takes the plan's extents one by
  * one (vxm_plan_next, plan.c) -> ex_extent -> ex_transfer (exec_queue.c)
  * -> ex_stage_queue -> vxm_io_queue (io/io.c) -> io/uring.c submits; and
- * ex_commit -> vxm_txn_commit (writer.c) publishes what is durable.
+ * ex_commit -> vxm_txn_commit (txn.c) publishes what is durable.
  *
  * States (recorded in the journal only once durable, journal.c I2)
  *
