@@ -290,6 +290,11 @@ int vxm_txn_commit(struct vxm_writer *w, const char *tag, struct vxm_err *err);
  * find room in img's metadata region (the writer places it in a gap and
  * keeps the item it replaces until the change commits): 0 or -ENOSPC. */
 int vxm_image_meta_room(const struct vxm_image *img, uint32_t len);
+/* Whether the writer can give img the virtual size vsize (the merge's
+ * IsVirtualDisk items): never smaller, and a growth only where the BAT
+ * region holds the new entries and, for a fixed file, no block is added.
+ * 0, or -VXM_EUNSUPPORTED naming the file and the structure. */
+int vxm_image_resize_check(const struct vxm_image *img, uint64_t vsize, struct vxm_err *err);
 
 /* Allocates len bytes (rounded up to 1 MiB) at round_up(max(EOF, highest
  * allocation), 1 MiB) and extends the file first (fmt §7); the space reads

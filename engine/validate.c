@@ -336,6 +336,8 @@ int vxm_plan_preflight(struct vxm_chain *c, int dest, struct vxm_err *err)
 		if (ret)
 			return ret;
 	}
+	if (dest >= 0 && t->m.virtual_size > c->layer[dest].img->m.virtual_size)
+		return vxm_image_resize_check(c->layer[dest].img, t->m.virtual_size, err);
 	if (dest >= 0 && t->m.virtual_size < c->layer[dest].img->m.virtual_size)
 		return vxm_fail(err, -VXM_ECHAIN, VXM_OFF_NONE,
 				"%s has a virtual size of %llu bytes, smaller than the destination %s (%llu bytes): merging would shrink the destination, which is refused; nothing was changed (`vhdxmerge convert %s NEW.vhdx` writes the disk as the chain shows it)",

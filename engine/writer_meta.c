@@ -71,6 +71,34 @@ static int meta_find_space(struct vxm_writer *w, uint32_t len, uint32_t *out)
 	return meta_gap(w->mt, w->freed, w->nfreed, w->img->meta_region.len, len, out);
 }
 
+int vxm_image_resize_check(const struct vxm_image *img, uint64_t vsize, struct vxm_err *err)
+{
+	struct vxm_geom ng;
+
+	if (vsize < img->m.virtual_size)
+		return vxm_unsupported(err, VXM_OFF_NONE,
+				       "%s: shrinking the virtual disk from %llu to %llu bytes is refused",
+				       img->path, (unsigned long long)img->m.virtual_size,
+				       (unsigned long long)vsize);
+	if (vsize == img->m.virtual_size)
+		return 0;
+	int ret = vxm_geom_init(&ng, vsize, img->m.block_size, img->m.logical_sector_size,
+				img->m.has_parent, err);
+	if (ret)
+		return ret;
+	if (ng.total_entries * 8 > img->bat_region.len)
+		return vxm_unsupported(err, img->bat_region.off,
+				       "%s: growing to %llu bytes needs a larger BAT region than its %u bytes at 0x%llx (not implemented; `vhdxmerge convert` writes the grown disk to a new file)",
+				       img->path, (unsigned long long)vsize, img->bat_region.len,
+				       (unsigned long long)img->bat_region.off);
+	if (!img->m.has_parent && img->m.leave_blocks_allocated &&
+	    ng.payload_blocks > img->g.payload_blocks)
+		return vxm_unsupported(err, VXM_OFF_NONE,
+				       "%s: growing a fixed file needs new blocks (not implemented; `vhdxmerge convert` writes the grown disk to a new file)",
+				       img->path);
+	return 0;
+}
+
 int vxm_image_meta_room(const struct vxm_image *img, uint32_t len)
 {
 	uint32_t at;
@@ -276,27 +304,9 @@ int vxm_writer_set_vd_items(struct vxm_writer *w, struct vxm_image *src, struct 
 				"%s has %u-byte logical sectors, %s %u: they must be equal (fmt P4)",
 				src->path, src->m.logical_sector_size, img->path,
 				img->m.logical_sector_size);
-	if (src->m.virtual_size < img->m.virtual_size)
-		return vxm_unsupported(err, VXM_OFF_NONE,
-				       "%s: shrinking the virtual disk from %llu to %llu bytes is refused",
-				       img->path, (unsigned long long)img->m.virtual_size,
-				       (unsigned long long)src->m.virtual_size);
-	if (src->m.virtual_size > img->m.virtual_size) {
-		struct vxm_geom ng;
-		ret = vxm_geom_init(&ng, src->m.virtual_size, img->m.block_size,
-				    img->m.logical_sector_size, img->m.has_parent, err);
-		if (ret)
-			return ret;
-		if (ng.total_entries * 8 > img->bat_region.len)
-			return vxm_unsupported(err, img->bat_region.off,
-					       "%s: growing to %llu bytes needs a larger BAT region (not implemented)",
-					       img->path, (unsigned long long)src->m.virtual_size);
-		if (!img->m.has_parent && img->m.leave_blocks_allocated &&
-		    ng.payload_blocks > img->g.payload_blocks)
-			return vxm_unsupported(err, VXM_OFF_NONE,
-					       "%s: growing a fixed file needs new blocks (not implemented)",
-					       img->path);
-	}
+	ret = vxm_image_resize_check(img, src->m.virtual_size, err);
+	if (ret)
+		return ret;
 	ret = vxm_txn_commit(w, "before-vd-items", err);
 	if (!ret)
 		ret = vxm_wr_touch(w, true, NULL, err);

@@ -422,8 +422,9 @@ int vxm_plan(struct vxm_chain *c, const struct vxm_plan_opts *o, vxm_extent_fn f
 /* The rules a merge into dest (VXM_PLAN_NEW_FILE: a convert) enforces
  * before its first write, for the layers it reads: each passes every rule
  * vxm_image_check reports (-VXM_ECORRUPT naming the file, its role, the
- * first problem and its offset), and the top is not smaller than dest
- * (-VXM_ECHAIN: a merge never shrinks its destination).  vxm_merge_run calls
+ * first problem and its offset), the top is not smaller than dest
+ * (-VXM_ECHAIN: a merge never shrinks its destination), and a growth of
+ * dest is one this program writes (-VXM_EUNSUPPORTED otherwise).  vxm_merge_run calls
  * it; `plan` calls it so that what it says fits is what a merge accepts. */
 int vxm_plan_preflight(struct vxm_chain *c, int dest, struct vxm_err *err);
 /* Bytes available to an unprivileged writer on the filesystem holding path

@@ -346,6 +346,33 @@ static void a_top_smaller_than_the_destination_is_refused(void **state)
 	done(dir);
 }
 
+/* A growth the writer cannot make (a fixed base that would need new blocks)
+ * is refused before the first write, not after C1 was linked. */
+static void a_growth_the_writer_cannot_make_is_refused_before_any_write(void **state)
+{
+	(void)state;
+	char *dir = dir_of_test("grow-fixed");
+	uint8_t st[8] = { F, F, F, F, F, F, F, F };
+	struct mv_spec sp = { .vsize = 16 * MiB, .block_size = 2 * MiB, .lss = 512,
+			      .fixed = true, .states = st, .fill = 0x11 };
+	memset(sp.data_write.b, 0x11, 16);
+	size_t len;
+	uint8_t *f = mv_build(&sp, &len);
+	char path[1200];
+	snprintf(path, sizeof(path), "%s/base.vhdx", dir);
+	assert_int_equal(tl_write_file(path, f, len), 0);
+	free(f);
+	const struct layer_spec L[] = {
+		{ "s1.avhdx", 20 * MiB, { F, 0, P, 0, 0, 0, 0, 0, 0, F }, 0x22, 0x11, "base.vhdx" },
+	};
+	put_layer(dir, &L[0]);
+	expect(dir, VXM_EXIT_UNSUPPORTED, "merge s1.avhdx", "growing a fixed file needs new blocks",
+	       NULL);
+	expect(dir, VXM_EXIT_UNSUPPORTED, "plan s1.avhdx", "growing a fixed file", NULL);
+	expect(dir, 0, "convert s1.avhdx new.vhdx", NULL);
+	done(dir);
+}
+
 /* Merges dir/top (extra args), then checks the destination reads as the
  * chain did before, through our reader and (a base) through qemu-img. */
 static void merge_reads_as_before(const char *dir, const char *top, const char *extra,
@@ -479,6 +506,7 @@ int main(void)
 		cmocka_unit_test(a_file_item_flagged_as_a_disk_item_is_refused),
 		cmocka_unit_test(a_top_smaller_than_the_destination_is_refused),
 		cmocka_unit_test(a_destination_that_grows_shows_none_of_its_stale_bytes),
+		cmocka_unit_test(a_growth_the_writer_cannot_make_is_refused_before_any_write),
 		cmocka_unit_test(a_middle_layer_of_another_size_merges_exactly_and_is_named),
 		cmocka_unit_test(an_unknown_data_path_is_refused_before_any_write),
 		cmocka_unit_test(rerunning_a_finished_merge_says_nothing_is_left_to_do),
