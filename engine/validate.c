@@ -326,11 +326,14 @@ int vxm_plan_preflight(struct vxm_chain *c, int dest, struct vxm_err *err)
 				"preflight: destination layer %d must be below the top layer %d", dest,
 				top);
 	const struct vxm_image *t = c->layer[top].img;
-	for (int i = dest < 0 ? 0 : dest; i <= top; i++) {
+	/* Layers below D are neither read nor written by a merge, but a chain
+	 * damaged anywhere is one to salvage, not to merge (fmt §8.4 step 1). */
+	for (int i = 0; i <= top; i++) {
 		int ret = vxm_image_require_valid(c->layer[i].img,
 						  i == top    ? "the top"
 						  : i == dest ? "the destination"
 						  : dest < 0  ? "a layer the new file is read from"
+						  : i < dest  ? "a layer below the destination"
 							      : "a layer to merge",
 						  err);
 		if (ret)

@@ -420,7 +420,7 @@ typedef int (*vxm_extent_fn)(void *ctx, const struct vxm_extent *e);
 int vxm_plan(struct vxm_chain *c, const struct vxm_plan_opts *o, vxm_extent_fn fn, void *ctx,
 	     struct vxm_plan_stats *st, struct vxm_err *err);
 /* The rules a merge into dest (VXM_PLAN_NEW_FILE: a convert) enforces
- * before its first write, for the layers it reads: each passes every rule
+ * before its first write, for every layer of the chain: each passes every rule
  * vxm_image_check reports (-VXM_ECORRUPT naming the file, its role, the
  * first problem and its offset), the top is not smaller than dest
  * (-VXM_ECHAIN: a merge never shrinks its destination), and a growth of
