@@ -239,14 +239,13 @@ int vxm_plan(struct vxm_chain *c, const struct vxm_plan_opts *o, vxm_extent_fn f
 			struct vxm_geom ng;
 			if (!vxm_geom_init(&ng, topimg->m.virtual_size, t.d->g.block_size, lss,
 					   t.d->g.has_parent, NULL) &&
-			    ng.total_entries * 8 > t.d->bat_region.len)
-				st->dest_growth_bytes += (ng.total_entries * 8 + VXM_MiB - 1) / VXM_MiB * VXM_MiB;
+			    vxm_geom_bat_bytes(&ng) > t.d->bat_region.len)
+				st->dest_growth_bytes += vxm_geom_bat_region_len(&ng);
 		}
 	} else {
 		struct vxm_geom ng;
 		if (!vxm_geom_init(&ng, topimg->m.virtual_size, (uint32_t)bs, lss, false, NULL))
-			st->dest_growth_bytes += 4 * VXM_MiB +
-						 (ng.total_entries * 8 + VXM_MiB - 1) / VXM_MiB * VXM_MiB;
+			st->dest_growth_bytes += 4 * VXM_MiB + vxm_geom_bat_region_len(&ng);
 	}
 	return 0;
 }

@@ -121,7 +121,7 @@ static int mark_entry(void *vctx, uint64_t idx, uint64_t e)
 	struct vctx *x = vctx;
 	struct vxm_image *img = x->img;
 	const struct vxm_geom *g = &img->g;
-	uint64_t eoff = img->bat_region.off + idx * 8;
+	uint64_t eoff = vxm_bat_entry_off(img->bat_region.off, idx);
 	struct vxm_err ce = { 0 };
 	uint64_t off, end;
 
@@ -252,7 +252,7 @@ int vxm_image_validate(struct vxm_image *img, struct vxm_err *err)
 		else
 			entry_name(img, c->owner, a, sizeof(a));
 		entry_name(img, c->idx, b, sizeof(b));
-		vxm_image_note(img, 1, img->bat_region.off + c->idx * 8,
+		vxm_image_note(img, 1, vxm_bat_entry_off(img->bat_region.off, c->idx),
 			       "%s at 0x%llx overlaps %s [0x%llx,0x%llx)", b,
 			       (unsigned long long)c->off, a, (unsigned long long)c->owner_off,
 			       (unsigned long long)c->owner_end);
