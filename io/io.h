@@ -233,13 +233,15 @@ int vxm_io_sync(struct vxm_io *io, int slot, const char *tag, bool full);
 int vxm_io_register_bufs(struct vxm_io *io, void *const *bufs, const size_t *lens, unsigned n);
 
 /* ---- copy offload ---------------------------------------------------------
- * The engine moves an extent of a parent into the merged file one of three
- * ways, cheapest first: CLONE (FICLONERANGE, shares blocks, needs the same
- * reflink-capable filesystem and block-aligned ranges), COPY
+ * Besides READ then WRITE through the pipeline, an extent can move between
+ * files as CLONE (FICLONERANGE, shares blocks, needs the same
+ * reflink-capable filesystem and block-aligned ranges) or COPY
  * (copy_file_range, the kernel moves the bytes; backends fall back to a
- * bounce buffer when the kernel refuses), or READ then WRITE through the
- * pipeline.  CLONE and COPY requests go through vxm_io_queue() like any other
- * and drain the requests queued before them. */
+ * bounce buffer when the kernel refuses).  CLONE and COPY requests go
+ * through vxm_io_queue() like any other and drain the requests queued
+ * before them.  The merge executor clones where vxm_io_clone_supported()
+ * said yes and ranges are multiples of vxm_io_fs_block(), else reads and
+ * writes. */
 
 /* 1 when CLONE from src to dst works (same filesystem, reflink support),
  * 0 when it does not, or -errno (-EBADF: bad slot or dst not writable).
@@ -248,17 +250,6 @@ int vxm_io_register_bufs(struct vxm_io *io, void *const *bufs, const size_t *len
 int vxm_io_clone_supported(struct vxm_io *io, int dst, int src);
 /* The filesystem block of slot (clone granularity): 0 for memory files. */
 uint32_t vxm_io_fs_block(struct vxm_io *io, int slot);
-/* The way to move [src_off, src_off + len) of src to dst_off of dst:
- * VXM_IO_CLONE when clone_ok (from vxm_io_clone_supported) and all three
- * numbers are multiples of dst's filesystem block; VXM_IO_COPY when both are
- * files on the same device; else VXM_IO_READ (read, then write). */
-enum vxm_io_op vxm_io_offload_pick(struct vxm_io *io, int dst, uint64_t dst_off, int src,
-				   uint64_t src_off, uint64_t len, bool clone_ok);
-/* Synchronous CLONE/COPY (nothing else in flight): bytes moved or -errno. */
-int64_t vxm_io_clone(struct vxm_io *io, int dst, uint64_t dst_off, int src, uint64_t src_off,
-		     uint64_t len);
-int64_t vxm_io_copy(struct vxm_io *io, int dst, uint64_t dst_off, int src, uint64_t src_off,
-		    uint64_t len);
 
 /* ---- fault injection (io/fault.c) -----------------------------------------
  * vxm_io_fault_ops wraps any context (params.lower) and forwards every
