@@ -34,8 +34,8 @@
  * VHDX.
  *
  * Sections below: requests and backends; the context; copy offload; the
- * fault-injection wrapper (io/fault.c); NUMA topology (io/topo.c) and the
- * buffer pool (io/pool.c).
+ * fault-injection wrapper (io/fault.c); NUMA topology and placed memory
+ * (io/topo.c).
  */
 #ifndef VXM_IO_H
 #define VXM_IO_H
@@ -374,49 +374,6 @@ void vxm_topo_free(const struct vxm_topo *topo, struct vxm_topo_mem *m);
 /* The node where the pages of [p, p+len) live, asked of the kernel:
  * node, -EXDEV when they span nodes, -ENOSYS on a synthetic topology. */
 int vxm_topo_mem_node(const struct vxm_topo *topo, const void *p, size_t len);
-
-/* ---- buffer pool (io/pool.c) ------------------------------------------------
- * I/O buffers, carved once from one slab per NUMA node, 4 KiB aligned (fit
- * for O_DIRECT), with one free list per node.  Worker w belongs to node
- * w % nodes; each node's slab holds bufs_per_worker buffers per worker of
- * that node.  get/put are thread-safe and never allocate. */
-struct vxm_pool_params {
-	struct vxm_topo *topo;     /* NULL: one node, no placement (not owned) */
-	size_t buf_size;           /* rounded up to 4 KiB; 0: 1 MiB */
-	unsigned workers;          /* 0: one per node */
-	unsigned bufs_per_worker;  /* 0: 8 */
-	struct vxm_io *io;         /* optional: register the slabs as fixed buffers */
-};
-
-struct vxm_pool_node;
-
-struct vxm_pool {
-	struct vxm_topo *topo;
-	size_t buf_size;
-	unsigned nnodes, workers, nbufs;
-	bool registered;           /* slabs are registered with an io context */
-	uint64_t remote_gets;      /* buffers handed out from another node */
-	struct vxm_pool_node *node; /* [nnodes], private */
-};
-
-/* 0 or -errno (-ENOMEM, or the registration error). */
-int vxm_pool_init(struct vxm_pool *pool, const struct vxm_pool_params *p);
-/* Frees every slab; buffers still out become invalid.  When the slabs were
- * registered, finish that io context (or unregister) first: the ring keeps
- * the pages pinned until then. */
-void vxm_pool_fini(struct vxm_pool *pool);
-/* A buffer from node's free list, else from another node's, else NULL. */
-void *vxm_pool_get(struct vxm_pool *pool, unsigned node);
-void vxm_pool_put(struct vxm_pool *pool, void *buf);
-/* Bookkeeping: the node whose slab holds buf, or -EINVAL. */
-int vxm_pool_buf_node(const struct vxm_pool *pool, const void *buf);
-/* Buffers currently free on node. */
-unsigned vxm_pool_free_count(struct vxm_pool *pool, unsigned node);
-unsigned vxm_pool_worker_node(const struct vxm_pool *pool, unsigned worker);
-/* Binds the calling thread to its worker's node; returns the node or -errno. */
-int vxm_pool_bind_worker(const struct vxm_pool *pool, unsigned worker);
-/* Registers the slabs with io (vxm_io_register_bufs); 0 or -errno. */
-int vxm_pool_register(struct vxm_pool *pool, struct vxm_io *io);
 
 #ifdef __cplusplus
 }
