@@ -2,7 +2,9 @@
 //
 // Sequential reads and writes with O_DIRECT against one preallocated file on
 // the local disk, through the same queue/submit/reap pipeline the engine
-// uses, buffers from vxm_pool (registered as fixed buffers on uring).  The
+// uses, buffers carved from one vxm_topo_alloc area (2 MiB aligned and
+// huge-page advised from 2 MiB up) registered as fixed buffers on uring, as
+// the merge executor's are.  The
 // queue is kept full, across iterations too: after each reap, every finished
 // request is requeued at the next offset.  Run time per shape comes from
 // --benchmark_min_time.
@@ -85,7 +87,7 @@ void BM_seq(benchmark::State &state)
 	const unsigned qd = (unsigned)state.range(3);
 	struct vxm_io io;
 	struct vxm_io_params p = {};
-	struct vxm_pool pool;
+	struct vxm_topo_mem mem = {};
 
 	p.queue_depth = qd;
 	p.workers = qd < 16 ? qd : 16;
@@ -95,16 +97,14 @@ void BM_seq(benchmark::State &state)
 		return;
 	}
 	int f = vxm_io_open(&io, g_path.c_str(), (write ? VXM_O_RDWR : 0) | VXM_O_DIRECT);
-	struct vxm_pool_params pp = {};
-	pp.buf_size = bs;
-	pp.workers = 1;
-	pp.bufs_per_worker = qd;
-	pp.io = &io;
-	if (f < 0 || vxm_pool_init(&pool, &pp) < 0) {
+	if (f < 0 || vxm_topo_alloc(nullptr, 0, bs * qd, &mem) < 0) {
 		state.SkipWithError("cannot open the file or allocate buffers");
 		vxm_io_fini(&io);
 		return;
 	}
+	void *area = mem.p;
+	size_t area_len = mem.len;
+	const bool registered = vxm_io_register_bufs(&io, &area, &area_len, 1) == 0;
 	std::vector<struct vxm_req> reqs(qd);
 	std::vector<struct vxm_req *> done(qd), freel(qd);
 	for (unsigned i = 0; i < qd; i++) {
@@ -112,7 +112,7 @@ void BM_seq(benchmark::State &state)
 		reqs[i].op = write ? VXM_IO_WRITE : VXM_IO_READ;
 		reqs[i].file = f;
 		reqs[i].len = bs;
-		reqs[i].buf = vxm_pool_get(&pool, 0);
+		reqs[i].buf = (uint8_t *)mem.p + i * bs;
 		memset(reqs[i].buf, 0x5A, bs);
 		freel[i] = &reqs[i];
 	}
@@ -163,11 +163,11 @@ void BM_seq(benchmark::State &state)
 		state.SkipWithError("an I/O failed or came back short");
 	state.SetBytesProcessed((int64_t)total);
 	state.counters["IOPS"] = benchmark::Counter((double)ops, benchmark::Counter::kIsRate);
-	state.counters["fixed_bufs"] = pool.registered ? 1 : 0;
+	state.counters["fixed_bufs"] = registered ? 1 : 0;
 	state.counters["fixed_share"] = ops ? (double)io.stats.fixed_buf_ops / (double)ops : 0;
 	state.counters["max_inflight"] = io.stats.max_inflight;
-	vxm_io_fini(&io); // before the pool: the ring holds the registration
-	vxm_pool_fini(&pool);
+	vxm_io_fini(&io); // before the memory: the ring holds the registration
+	vxm_topo_free(nullptr, &mem);
 }
 
 void shapes(benchmark::internal::Benchmark *b)

@@ -66,7 +66,7 @@ static int raw_size(struct vxm_io *io, int slot, uint64_t *size)
 static int side_open(struct side *s, const char *path, struct vxm_io *io,
 		     const struct vxm_chain_opts *co, struct vxm_err *err)
 {
-	uint8_t sig[8];
+	uint8_t sig[VXM_IDENT_USED];
 	int64_t n;
 	int ret;
 
@@ -82,7 +82,7 @@ static int side_open(struct side *s, const char *path, struct vxm_io *io,
 		ret = vxm_fail(err, (int)n, 0, "cannot read: %s", vxm_strerror((int)n));
 		goto out_close;
 	}
-	if (n == (int64_t)sizeof(sig) && !memcmp(sig, "vhdxfile", sizeof(sig))) {
+	if (vxm_ident_parse(sig, (size_t)n, NULL, 0, NULL) == 0) {
 		vxm_io_close(io, s->slot);
 		s->slot = -1;
 		/* vxm_chain_open names the file at fault itself. */

@@ -36,7 +36,6 @@
  */
 #define _GNU_SOURCE
 #include "engine.h"
-#include "vhdx/endian.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,11 +55,6 @@
 #define META_OFF (2ull * VXM_MiB)
 #define META_LEN (1u * 1024 * 1024)
 #define BAT_OFF (3ull * VXM_MiB)
-
-static uint64_t round_up(uint64_t v, uint64_t a)
-{
-	return (v + a - 1) / a * a;
-}
 
 /* ---- parent locator paths ----------------------------------------------- */
 
@@ -155,7 +149,7 @@ static void plan_layout(struct plan *pl)
 {
 	const struct vxm_geom *g = &pl->g;
 
-	pl->bat_len = round_up(g->total_entries * 8, VXM_MiB);
+	pl->bat_len = vxm_geom_bat_region_len(g);
 	uint64_t end = BAT_OFF + pl->bat_len;
 	if (pl->has_parent && pl->sb_all) {
 		pl->sb_off = end;
@@ -174,7 +168,7 @@ static uint64_t bat_entry_at(const struct plan *pl, uint64_t idx)
 
 	if (vxm_geom_is_sb_index(g, idx)) {
 		if (pl->has_parent && pl->sb_all) {
-			uint64_t c = idx / (g->chunk_ratio + 1ull);
+			uint64_t c = vxm_geom_chunk_of_index(g, idx);
 			return vxm_bat_entry(VXM_SB_PRESENT, pl->sb_off + c * VXM_SB_BLOCK_SIZE);
 		}
 		return 0;
@@ -210,19 +204,23 @@ static int sync_point(struct vxm_io *io, int slot, const char *tag, bool full,
 
 /* Items to write, in table order; returns how many. */
 static unsigned collect_items(struct item *it, unsigned cap, const struct plan *pl,
-			      struct vxm_image *parent, const uint8_t *fp, const uint8_t *vs,
-			      const uint8_t *lss, const uint8_t *pss, const uint8_t *id,
+			      struct vxm_image *parent, const struct vxm_meta_items *mi,
 			      const uint8_t *loc, uint32_t loc_len)
 {
 	unsigned n = 0;
 	const uint32_t vd = VXM_META_IS_VIRTUAL_DISK | VXM_META_IS_REQUIRED;
 
-	it[n++] = (struct item){ VXM_GUID_META_FILE_PARAMS, VXM_META_IS_REQUIRED, fp, 8 };
+	it[n++] = (struct item){ VXM_GUID_META_FILE_PARAMS, VXM_META_IS_REQUIRED,
+				 mi->file_params, sizeof(mi->file_params) };
 	if (!parent) {
-		it[n++] = (struct item){ VXM_GUID_META_VIRTUAL_SIZE, vd, vs, 8 };
-		it[n++] = (struct item){ VXM_GUID_META_LOGICAL_SECTOR, vd, lss, 4 };
-		it[n++] = (struct item){ VXM_GUID_META_PHYSICAL_SECTOR, vd, pss, 4 };
-		it[n++] = (struct item){ VXM_GUID_META_DISK_ID, vd, id, 16 };
+		it[n++] = (struct item){ VXM_GUID_META_VIRTUAL_SIZE, vd, mi->virtual_size,
+					 sizeof(mi->virtual_size) };
+		it[n++] = (struct item){ VXM_GUID_META_LOGICAL_SECTOR, vd, mi->logical_sector,
+					 sizeof(mi->logical_sector) };
+		it[n++] = (struct item){ VXM_GUID_META_PHYSICAL_SECTOR, vd, mi->physical_sector,
+					 sizeof(mi->physical_sector) };
+		it[n++] = (struct item){ VXM_GUID_META_DISK_ID, vd, mi->disk_id,
+					 sizeof(mi->disk_id) };
 	} else {
 		/* Every IsVirtualDisk item of the parent, in its order; the
 		 * physical sector size may be overridden (fmt P4). */
@@ -233,7 +231,7 @@ static unsigned collect_items(struct item *it, unsigned cap, const struct plan *
 			const uint8_t *data = parent->meta + e->off;
 			if (!(e->flags & VXM_META_IS_USER) &&
 			    vxm_guid_eq(&e->id, &VXM_GUID_META_PHYSICAL_SECTOR))
-				data = pss;
+				data = mi->physical_sector;
 			it[n++] = (struct item){ e->id, e->flags, e->len ? data : NULL, e->len };
 		}
 	}
@@ -414,7 +412,7 @@ int vxm_image_create(const char *path, const struct vxm_create_params *p, struct
 	char creator[64];
 	snprintf(creator, sizeof(creator), "vhdxmerge %s", VXM_VERSION);
 	vxm_ident_encode(buf, creator);
-	ret = put(io, slot, buf, 64 * 1024, 0, "file identifier", err);
+	ret = put(io, slot, buf, VXM_IDENT_SIZE, VXM_IDENT_OFF, "file identifier", err);
 	if (ret)
 		goto out;
 
@@ -436,16 +434,18 @@ int vxm_image_create(const char *path, const struct vxm_create_params *p, struct
 		goto out;
 
 	/* metadata region */
-	uint8_t fp[8], vs[8], l4[4], p4[4], id[16];
-	vxm_put_le32(fp, bs);
-	vxm_put_le32(fp + 4, (p->fixed ? 1u : 0u) | (parent ? 2u : 0u));
-	vxm_put_le64(vs, vsize);
-	vxm_put_le32(l4, lss);
-	vxm_put_le32(p4, pss);
-	memcpy(id, disk_id.b, 16);
+	struct vxm_meta_items mi;
+	vxm_meta_items_encode(&(struct vxm_meta){ .block_size = bs,
+						 .leave_blocks_allocated = p->fixed,
+						 .has_parent = parent != NULL,
+						 .virtual_size = vsize,
+						 .disk_id = disk_id,
+						 .logical_sector_size = lss,
+						 .physical_sector_size = pss },
+			      &mi);
 	struct item items[VXM_MAX_TABLE_ENTRIES];
-	unsigned nitems = collect_items(items, VXM_MAX_TABLE_ENTRIES, &pl, parent, fp, vs, l4, p4,
-					id, parent ? loc : NULL, (uint32_t)loc_len);
+	unsigned nitems = collect_items(items, VXM_MAX_TABLE_ENTRIES, &pl, parent, &mi,
+					parent ? loc : NULL, (uint32_t)loc_len);
 	struct vxm_meta_table *mt = calloc(1, sizeof(*mt));
 	if (!mt) {
 		ret = vxm_fail(err, -ENOMEM, VXM_OFF_NONE, "out of memory");
@@ -477,14 +477,17 @@ int vxm_image_create(const char *path, const struct vxm_create_params *p, struct
 
 	/* BAT, 1 MiB at a time; dynamic files only need it to exist (zeros) */
 	if (pl.fixed || (pl.has_parent && pl.sb_all)) {
-		const uint64_t per = META_LEN / 8;
+		const uint64_t per = META_LEN / VXM_BAT_ENTRY_SIZE;
+		uint64_t *e = (uint64_t *)buf; /* calloc'd: aligned for entries */
 		for (uint64_t first = 0; first < pl.g.total_entries; first += per) {
 			uint64_t n = pl.g.total_entries - first;
 			if (n > per)
 				n = per;
 			for (uint64_t i = 0; i < n; i++)
-				vxm_put_le64(buf + 8 * i, bat_entry_at(&pl, first + i));
-			ret = put(io, slot, buf, n * 8, BAT_OFF + first * 8, "BAT", err);
+				e[i] = bat_entry_at(&pl, first + i);
+			vxm_bat_encode(e, n);
+			ret = put(io, slot, buf, n * VXM_BAT_ENTRY_SIZE,
+				  vxm_bat_entry_off(BAT_OFF, first), "BAT", err);
 			if (ret)
 				goto out;
 		}

@@ -21,7 +21,6 @@
  */
 #define _GNU_SOURCE
 #include "engine.h"
-#include "vhdx/endian.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -248,10 +247,8 @@ static int justify_growth(struct vxm_image *img, const struct log_replay *rp, st
 	int ret = vxm_image_alloc_end(img, &end, err);
 	if (ret)
 		return ret;
-	/* at most 2^26 blocks of at most 2^28 bytes: no overflow */
 	uint64_t cap = VXM_HEADER_SECTION + (uint64_t)img->hdr.log_len +
-		       img->g.payload_blocks * img->g.block_size +
-		       img->g.sb_blocks * VXM_SB_BLOCK_SIZE;
+		       vxm_geom_blocks_bytes(&img->g);
 	for (uint32_t i = 0; i < img->rt->count; i++)
 		cap += img->rt->e[i].len;
 	if (n->desc < 0)
@@ -401,7 +398,7 @@ static int open_regions(struct vxm_image *img, struct vxm_err *err)
 		const struct vxm_region *r = &img->rt->e[i];
 		uint64_t lo = img->hdr.log_off, hi = lo + img->hdr.log_len;
 		if (r->off < hi && lo < r->off + r->len) {
-			ret = vxm_corrupt(err, rt_off + 16 + 32ull * i + 16,
+			ret = vxm_corrupt(err, vxm_region_entry_off(rt_off, i) + VXM_RT_E_FILE_OFFSET,
 					  "region table at 0x%llx: entry %u, the %s region [0x%llx,+0x%x) overlaps the log [0x%llx,+0x%x)",
 					  (unsigned long long)rt_off, i, region_name(img->rt, (int)i),
 					  (unsigned long long)r->off,
@@ -414,7 +411,8 @@ static int open_regions(struct vxm_image *img, struct vxm_err *err)
 	}
 	if (past >= 0) {
 		const struct vxm_region *r = &img->rt->e[past];
-		ret = vxm_corrupt(err, rt_off + 16 + 32ull * (unsigned)past + 16,
+		ret = vxm_corrupt(err,
+				  vxm_region_entry_off(rt_off, (uint32_t)past) + VXM_RT_E_FILE_OFFSET,
 				  "region table at 0x%llx: entry %d, the %s region [0x%llx,+0x%x) extends past the end of the file (%llu bytes)",
 				  (unsigned long long)rt_off, past, region_name(img->rt, past),
 				  (unsigned long long)r->off, r->len, (unsigned long long)img->file_size);
@@ -495,12 +493,12 @@ static int open_metadata(struct vxm_image *img, struct vxm_err *err)
 			    img->m.logical_sector_size, img->m.has_parent, err);
 	if (ret)
 		return ret;
-	if ((uint64_t)img->bat_region.len < img->g.total_entries * 8)
+	if (img->bat_region.len < vxm_geom_bat_bytes(&img->g))
 		return vxm_corrupt(err, img->bat_region.off,
 				   "BAT region: %u bytes hold fewer than the %llu entries the geometry needs",
 				   img->bat_region.len, (unsigned long long)img->g.total_entries);
 	img->batw = malloc(VXM_BAT_WINDOW * sizeof(uint64_t));
-	img->sbw = malloc(img->g.spb / 8);
+	img->sbw = malloc(vxm_sb_slice_len(&img->g));
 	if (!img->batw || !img->sbw)
 		return vxm_fail(err, -ENOMEM, r->off, "BAT: out of memory");
 	img->batw_first = UINT64_MAX;
@@ -520,7 +518,7 @@ void vxm_image_invalidate(struct vxm_image *img)
 
 static int open_common(struct vxm_image *img, struct vxm_err *err)
 {
-	uint8_t ident[512 + 8];
+	uint8_t ident[VXM_IDENT_USED];
 	int ret;
 
 	ret = vxm_io_size(img->io, img->slot, &img->file_size);
@@ -533,15 +531,11 @@ static int open_common(struct vxm_image *img, struct vxm_err *err)
 			      img->creator, sizeof(img->creator), err);
 	if (ret)
 		return ret;
-	if (img->file_size < VXM_HEADER_SECTION) {
-		static const char *const part[] = { "the file identifier", "header 1", "header 2",
-						    "region table 1", "region table 2" };
-		uint64_t slot = img->file_size / (64 * 1024);
+	if (img->file_size < VXM_HEADER_SECTION)
 		return vxm_corrupt(err, img->file_size,
 				   "file is %llu bytes: truncated inside %s (the header section is 1 MiB)",
 				   (unsigned long long)img->file_size,
-				   slot < 5 ? part[slot] : "the reserved part of the header section");
-	}
+				   vxm_header_section_part(img->file_size));
 	ret = vxm_image_pread(img, img->hdr_raw[0], VXM_HDR_SIZE, VXM_HDR1_OFF, err);
 	if (!ret)
 		ret = vxm_image_pread(img, img->hdr_raw[1], VXM_HDR_SIZE, VXM_HDR2_OFF, err);
@@ -695,13 +689,11 @@ int vxm_image_bat_read(struct vxm_image *img, uint64_t first, uint64_t n, uint64
 	if (first + n > img->g.total_entries || first + n < first)
 		return vxm_fail(err, -EINVAL, VXM_OFF_NONE, "BAT: entries [%llu,+%llu) out of range",
 				(unsigned long long)first, (unsigned long long)n);
-	uint64_t off = img->bat_region.off + first * 8;
-	int ret = vxm_image_pread(img, out, n * 8, off, err);
-	if (ret)
-		return ret;
-	for (uint64_t i = 0; i < n; i++)
-		out[i] = vxm_le64((const uint8_t *)&out[i]);
-	return 0;
+	uint64_t off = vxm_bat_entry_off(img->bat_region.off, first);
+	int ret = vxm_image_pread(img, out, n * VXM_BAT_ENTRY_SIZE, off, err);
+	if (!ret)
+		vxm_bat_decode(out, n);
+	return ret;
 }
 
 int vxm_image_bat_get(struct vxm_image *img, uint64_t idx, uint64_t *entry, struct vxm_err *err)
@@ -723,8 +715,8 @@ int vxm_image_bat_get(struct vxm_image *img, uint64_t idx, uint64_t *entry, stru
 		img->batw_n = n;
 	}
 	*entry = img->batw[idx - img->batw_first];
-	return vxm_bat_check_entry(&img->g, idx, *entry, img->bat_region.off + idx * 8,
-				   img->file_size, err);
+	return vxm_bat_check_entry(&img->g, idx, *entry,
+				   vxm_bat_entry_off(img->bat_region.off, idx), img->file_size, err);
 }
 
 int vxm_image_lookup(struct vxm_image *img, uint64_t sector, uint64_t max, struct vxm_run *run,
@@ -763,16 +755,16 @@ int vxm_image_lookup(struct vxm_image *img, uint64_t sector, uint64_t max, struc
 		run->kind = VXM_RUN_ZERO;
 		return 0;
 	}
-	uint64_t c = b / g->chunk_ratio, sbe;
+	uint64_t c = b / g->chunk_ratio, sbe, sbi = vxm_geom_sb_index(g, c);
 	if (img->sbe_chunk == c) {
 		sbe = img->sbe_entry;
 	} else {
 		/* read it directly: fetching it through the window would evict
 		 * the window of the payload entries around b */
-		ret = vxm_image_bat_read(img, vxm_geom_sb_index(g, c), 1, &sbe, err);
+		ret = vxm_image_bat_read(img, sbi, 1, &sbe, err);
 		if (!ret)
-			ret = vxm_bat_check_entry(g, vxm_geom_sb_index(g, c), sbe,
-						  img->bat_region.off + vxm_geom_sb_index(g, c) * 8,
+			ret = vxm_bat_check_entry(g, sbi, sbe,
+						  vxm_bat_entry_off(img->bat_region.off, sbi),
 						  img->file_size, err);
 		if (ret)
 			return ret;
@@ -780,13 +772,14 @@ int vxm_image_lookup(struct vxm_image *img, uint64_t sector, uint64_t max, struc
 		img->sbe_entry = sbe;
 	}
 	if (vxm_bat_state(sbe) != VXM_SB_PRESENT)
-		return vxm_corrupt(err, img->bat_region.off + vxm_geom_pb_index(g, b) * 8,
+		return vxm_corrupt(err,
+				   vxm_bat_entry_off(img->bat_region.off, vxm_geom_pb_index(g, b)),
 				   "BAT entry %llu (block %llu): PARTIALLY_PRESENT but the sector bitmap of chunk %llu is not present",
 				   (unsigned long long)vxm_geom_pb_index(g, b), (unsigned long long)b,
 				   (unsigned long long)c);
 	if (img->sbw_block != b) {
 		img->sbw_block = UINT64_MAX;
-		ret = vxm_image_pread(img, img->sbw, g->spb / 8,
+		ret = vxm_image_pread(img, img->sbw, vxm_sb_slice_len(g),
 				      vxm_sb_slice_off(g, vxm_bat_offset(sbe), b), err);
 		if (ret)
 			return ret;

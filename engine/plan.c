@@ -159,10 +159,10 @@ static void plan_growth(struct vxm_plan_iter *it)
 		if (topimg->m.virtual_size > d->m.virtual_size &&
 		    !vxm_geom_init(&ng, topimg->m.virtual_size, d->g.block_size, it->lss,
 				   d->g.has_parent, NULL) &&
-		    ng.total_entries * 8 > d->bat_region.len)
-			st->dest_growth_bytes += (ng.total_entries * 8 + VXM_MiB - 1) / VXM_MiB * VXM_MiB;
+		    vxm_geom_bat_bytes(&ng) > d->bat_region.len)
+			st->dest_growth_bytes += vxm_geom_bat_region_len(&ng);
 	} else if (!vxm_geom_init(&ng, topimg->m.virtual_size, (uint32_t)bs, it->lss, false, NULL)) {
-		st->dest_growth_bytes += 4 * VXM_MiB + (ng.total_entries * 8 + VXM_MiB - 1) / VXM_MiB * VXM_MiB;
+		st->dest_growth_bytes += 4 * VXM_MiB + vxm_geom_bat_region_len(&ng);
 	}
 }
 

@@ -126,7 +126,7 @@ static int mark_entry(void *vctx, uint64_t idx, uint64_t e)
 	struct vctx *x = vctx;
 	struct vxm_image *img = x->img;
 	const struct vxm_geom *g = &img->g;
-	uint64_t eoff = img->bat_region.off + idx * 8;
+	uint64_t eoff = vxm_bat_entry_off(img->bat_region.off, idx);
 	struct vxm_err ce = { 0 };
 	uint64_t off, end;
 
@@ -213,7 +213,7 @@ static void check_item_flags(struct vxm_image *img)
 		for (unsigned k = 0; k < sizeof(known) / sizeof(known[0]); k++)
 			if (!(e->flags & VXM_META_IS_USER) && vxm_guid_eq(&e->id, known[k].id) &&
 			    !!(e->flags & VXM_META_IS_VIRTUAL_DISK) != known[k].vd)
-				vxm_image_note(img, 1, img->meta_region.off + vxm_meta_entry_pos(i),
+				vxm_image_note(img, 1, vxm_meta_entry_off(img->meta_region.off, i),
 					       "metadata table entry %u (%s): IsVirtualDisk is %s, the format says %s",
 					       i, known[k].name,
 					       e->flags & VXM_META_IS_VIRTUAL_DISK ? "set" : "clear",
@@ -288,7 +288,7 @@ int vxm_image_validate(struct vxm_image *img, struct vxm_err *err)
 		else
 			entry_name(img, c->owner, a, sizeof(a));
 		entry_name(img, c->idx, b, sizeof(b));
-		vxm_image_note(img, 1, img->bat_region.off + c->idx * 8,
+		vxm_image_note(img, 1, vxm_bat_entry_off(img->bat_region.off, c->idx),
 			       "%s at 0x%llx overlaps %s [0x%llx,0x%llx)", b,
 			       (unsigned long long)c->off, a, (unsigned long long)c->owner_off,
 			       (unsigned long long)c->owner_end);

@@ -86,7 +86,7 @@ int vxm_image_resize_check(const struct vxm_image *img, uint64_t vsize, struct v
 				img->m.has_parent, err);
 	if (ret)
 		return ret;
-	if (ng.total_entries * 8 > img->bat_region.len)
+	if (vxm_geom_bat_bytes(&ng) > img->bat_region.len)
 		return vxm_unsupported(err, img->bat_region.off,
 				       "%s: growing to %llu bytes needs a larger BAT region than its %u bytes at 0x%llx (not implemented; `vhdxmerge convert` writes the grown disk to a new file)",
 				       img->path, (unsigned long long)vsize, img->bat_region.len,

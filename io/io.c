@@ -694,22 +694,6 @@ int vxm_io_register_bufs(struct vxm_io *io, void *const *bufs, const size_t *len
 
 /* ---- copy offload ---- */
 
-int64_t vxm_io_clone(struct vxm_io *io, int dst, uint64_t dst_off, int src, uint64_t src_off,
-		     uint64_t len)
-{
-	struct vxm_req r = { .op = VXM_IO_CLONE, .file = dst, .off = dst_off, .len = len,
-			     .src_file = src, .src_off = src_off };
-	return run_one(io, &r);
-}
-
-int64_t vxm_io_copy(struct vxm_io *io, int dst, uint64_t dst_off, int src, uint64_t src_off,
-		    uint64_t len)
-{
-	struct vxm_req r = { .op = VXM_IO_COPY, .file = dst, .off = dst_off, .len = len,
-			     .src_file = src, .src_off = src_off };
-	return run_one(io, &r);
-}
-
 int vxm_io_clone_supported(struct vxm_io *io, int dst, int src)
 {
 	const struct vxm_io_file *d = file_of(io, dst), *s = file_of(io, src);
@@ -761,22 +745,4 @@ uint32_t vxm_io_fs_block(struct vxm_io *io, int slot)
 			f->fs_block = 4096;
 	}
 	return f->fs_block;
-}
-
-enum vxm_io_op vxm_io_offload_pick(struct vxm_io *io, int dst, uint64_t dst_off, int src,
-				   uint64_t src_off, uint64_t len, bool clone_ok)
-{
-	const struct vxm_io_file *d = file_of(io, dst), *s = file_of(io, src);
-	struct stat ds, ss;
-
-	if (!d || !s || d->fd < 0 || s->fd < 0)
-		return VXM_IO_READ;
-	if (clone_ok) {
-		uint64_t b = vxm_io_fs_block(io, dst);
-		if (b && dst_off % b == 0 && src_off % b == 0 && len % b == 0 && len)
-			return VXM_IO_CLONE;
-	}
-	if (fstat(d->fd, &ds) == 0 && fstat(s->fd, &ss) == 0 && ds.st_dev == ss.st_dev)
-		return VXM_IO_COPY;
-	return VXM_IO_READ;
 }

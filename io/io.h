@@ -34,8 +34,8 @@
  * VHDX.
  *
  * Sections below: requests and backends; the context; copy offload; the
- * fault-injection wrapper (io/fault.c); NUMA topology (io/topo.c) and the
- * buffer pool (io/pool.c).
+ * fault-injection wrapper (io/fault.c); NUMA topology and placed memory
+ * (io/topo.c).
  */
 #ifndef VXM_IO_H
 #define VXM_IO_H
@@ -233,13 +233,15 @@ int vxm_io_sync(struct vxm_io *io, int slot, const char *tag, bool full);
 int vxm_io_register_bufs(struct vxm_io *io, void *const *bufs, const size_t *lens, unsigned n);
 
 /* ---- copy offload ---------------------------------------------------------
- * The engine moves an extent of a parent into the merged file one of three
- * ways, cheapest first: CLONE (FICLONERANGE, shares blocks, needs the same
- * reflink-capable filesystem and block-aligned ranges), COPY
+ * Besides READ then WRITE through the pipeline, an extent can move between
+ * files as CLONE (FICLONERANGE, shares blocks, needs the same
+ * reflink-capable filesystem and block-aligned ranges) or COPY
  * (copy_file_range, the kernel moves the bytes; backends fall back to a
- * bounce buffer when the kernel refuses), or READ then WRITE through the
- * pipeline.  CLONE and COPY requests go through vxm_io_queue() like any other
- * and drain the requests queued before them. */
+ * bounce buffer when the kernel refuses).  CLONE and COPY requests go
+ * through vxm_io_queue() like any other and drain the requests queued
+ * before them.  The merge executor clones where vxm_io_clone_supported()
+ * said yes and ranges are multiples of vxm_io_fs_block(), else reads and
+ * writes. */
 
 /* 1 when CLONE from src to dst works (same filesystem, reflink support),
  * 0 when it does not, or -errno (-EBADF: bad slot or dst not writable).
@@ -248,17 +250,6 @@ int vxm_io_register_bufs(struct vxm_io *io, void *const *bufs, const size_t *len
 int vxm_io_clone_supported(struct vxm_io *io, int dst, int src);
 /* The filesystem block of slot (clone granularity): 0 for memory files. */
 uint32_t vxm_io_fs_block(struct vxm_io *io, int slot);
-/* The way to move [src_off, src_off + len) of src to dst_off of dst:
- * VXM_IO_CLONE when clone_ok (from vxm_io_clone_supported) and all three
- * numbers are multiples of dst's filesystem block; VXM_IO_COPY when both are
- * files on the same device; else VXM_IO_READ (read, then write). */
-enum vxm_io_op vxm_io_offload_pick(struct vxm_io *io, int dst, uint64_t dst_off, int src,
-				   uint64_t src_off, uint64_t len, bool clone_ok);
-/* Synchronous CLONE/COPY (nothing else in flight): bytes moved or -errno. */
-int64_t vxm_io_clone(struct vxm_io *io, int dst, uint64_t dst_off, int src, uint64_t src_off,
-		     uint64_t len);
-int64_t vxm_io_copy(struct vxm_io *io, int dst, uint64_t dst_off, int src, uint64_t src_off,
-		    uint64_t len);
 
 /* ---- fault injection (io/fault.c) -----------------------------------------
  * vxm_io_fault_ops wraps any context (params.lower) and forwards every
@@ -383,49 +374,6 @@ void vxm_topo_free(const struct vxm_topo *topo, struct vxm_topo_mem *m);
 /* The node where the pages of [p, p+len) live, asked of the kernel:
  * node, -EXDEV when they span nodes, -ENOSYS on a synthetic topology. */
 int vxm_topo_mem_node(const struct vxm_topo *topo, const void *p, size_t len);
-
-/* ---- buffer pool (io/pool.c) ------------------------------------------------
- * I/O buffers, carved once from one slab per NUMA node, 4 KiB aligned (fit
- * for O_DIRECT), with one free list per node.  Worker w belongs to node
- * w % nodes; each node's slab holds bufs_per_worker buffers per worker of
- * that node.  get/put are thread-safe and never allocate. */
-struct vxm_pool_params {
-	struct vxm_topo *topo;     /* NULL: one node, no placement (not owned) */
-	size_t buf_size;           /* rounded up to 4 KiB; 0: 1 MiB */
-	unsigned workers;          /* 0: one per node */
-	unsigned bufs_per_worker;  /* 0: 8 */
-	struct vxm_io *io;         /* optional: register the slabs as fixed buffers */
-};
-
-struct vxm_pool_node;
-
-struct vxm_pool {
-	struct vxm_topo *topo;
-	size_t buf_size;
-	unsigned nnodes, workers, nbufs;
-	bool registered;           /* slabs are registered with an io context */
-	uint64_t remote_gets;      /* buffers handed out from another node */
-	struct vxm_pool_node *node; /* [nnodes], private */
-};
-
-/* 0 or -errno (-ENOMEM, or the registration error). */
-int vxm_pool_init(struct vxm_pool *pool, const struct vxm_pool_params *p);
-/* Frees every slab; buffers still out become invalid.  When the slabs were
- * registered, finish that io context (or unregister) first: the ring keeps
- * the pages pinned until then. */
-void vxm_pool_fini(struct vxm_pool *pool);
-/* A buffer from node's free list, else from another node's, else NULL. */
-void *vxm_pool_get(struct vxm_pool *pool, unsigned node);
-void vxm_pool_put(struct vxm_pool *pool, void *buf);
-/* Bookkeeping: the node whose slab holds buf, or -EINVAL. */
-int vxm_pool_buf_node(const struct vxm_pool *pool, const void *buf);
-/* Buffers currently free on node. */
-unsigned vxm_pool_free_count(struct vxm_pool *pool, unsigned node);
-unsigned vxm_pool_worker_node(const struct vxm_pool *pool, unsigned worker);
-/* Binds the calling thread to its worker's node; returns the node or -errno. */
-int vxm_pool_bind_worker(const struct vxm_pool *pool, unsigned worker);
-/* Registers the slabs with io (vxm_io_register_bufs); 0 or -errno. */
-int vxm_pool_register(struct vxm_pool *pool, struct vxm_io *io);
 
 #ifdef __cplusplus
 }

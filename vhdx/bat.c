@@ -16,6 +16,7 @@
  *     stored short, as old QEMU wrote it).
  */
 #include "vhdx.h"
+#include "endian.h"
 
 #include <string.h>
 
@@ -79,7 +80,7 @@ int vxm_bat_check_entry(const struct vxm_geom *g, uint64_t idx, uint64_t entry, 
 		return vxm_corrupt(err, off, "BAT entry %llu: reserved bits set (0x%016llx)", i,
 				   (unsigned long long)entry);
 	if (vxm_geom_is_sb_index(g, idx)) {
-		unsigned long long c = idx / (g->chunk_ratio + 1ull);
+		unsigned long long c = vxm_geom_chunk_of_index(g, idx);
 		if (st != VXM_SB_NOT_PRESENT && st != VXM_SB_PRESENT)
 			return vxm_corrupt(err, off,
 					   "BAT entry %llu (sector bitmap of chunk %llu): reserved state %u",
@@ -134,5 +135,19 @@ int vxm_bat_check_entry(const struct vxm_geom *g, uint64_t idx, uint64_t entry, 
 	default:
 		return vxm_corrupt(err, off, "BAT entry %llu (block %llu): reserved state %u", i,
 				   (unsigned long long)b, st);
+	}
+}
+
+void vxm_bat_decode(uint64_t *e, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		e[i] = vxm_le64((const uint8_t *)&e[i]);
+}
+
+void vxm_bat_encode(uint64_t *e, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t v = e[i];
+		vxm_put_le64((uint8_t *)&e[i], v);
 	}
 }

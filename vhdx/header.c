@@ -35,6 +35,7 @@ enum {
 };
 _Static_assert(VXM_HDR_SIZE == 4096, "header covers 4 KiB");
 _Static_assert(HDR_RESERVED + 4016 == VXM_HDR_SIZE, "reserved tail");
+_Static_assert(VXM_IDENT_USED == 8 + 512, "signature and creator");
 
 #define SIG_HEAD 0x64616568u
 #define SIG_FILE 0x656C696678646876ull
@@ -58,10 +59,23 @@ int vxm_ident_parse(const uint8_t *buf, size_t len, char *creator, size_t creato
 
 void vxm_ident_encode(uint8_t *buf, const char *creator)
 {
-	memset(buf, 0, 64 * 1024);
+	memset(buf, 0, VXM_IDENT_SIZE);
 	vxm_put_le64(buf, SIG_FILE);
 	for (size_t i = 0; creator && creator[i] && i < 255; i++)
 		vxm_put_le16(buf + 8 + 2 * i, (uint8_t)creator[i]);
+}
+
+const char *vxm_header_section_part(uint64_t off)
+{
+	static const char *const part[] = { "the file identifier", "header 1", "header 2",
+					    "region table 1", "region table 2" };
+	enum { SLOT = VXM_IDENT_SIZE };
+	_Static_assert(VXM_HDR1_OFF == (int)SLOT && VXM_HDR2_OFF == 2 * (int)SLOT &&
+		       VXM_RT1_OFF == 3 * (int)SLOT && VXM_RT2_OFF == 4 * (int)SLOT,
+		       "five 64 KiB slots");
+	uint64_t slot = off / VXM_IDENT_SIZE;
+
+	return slot < 5 ? part[slot] : "the reserved part of the header section";
 }
 
 int vxm_hdr_parse(const uint8_t *buf, size_t len, uint64_t off, struct vxm_hdr *out,

@@ -16,8 +16,10 @@
 
 enum { MT_SIG = 0, MT_RSVD = 8, MT_COUNT = 10, MT_RSVD2 = 12, MT_ENTRIES = 32, MT_ENTRY = 32 };
 _Static_assert(MT_ENTRIES + MT_ENTRY * VXM_MAX_TABLE_ENTRIES == VXM_META_TABLE_SIZE, "table");
+_Static_assert(MT_ENTRIES == (int)VXM_MT_ENTRIES && MT_ENTRY == (int)VXM_MT_ENTRY_SIZE, "vhdx.h map");
 #define SIG_METADATA 0x617461646174656Dull
 #define META_FLAGS_KNOWN (VXM_META_IS_USER | VXM_META_IS_VIRTUAL_DISK | VXM_META_IS_REQUIRED)
+#define FP_FLAGS_KNOWN (VXM_FP_LEAVE_BLOCKS_ALLOCATED | VXM_FP_HAS_PARENT)
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
@@ -125,11 +127,11 @@ static const struct {
 	uint32_t size; /* 0: variable */
 	const char *name;
 } known[] = {
-	{ &VXM_GUID_META_FILE_PARAMS, 8, "File Parameters" },
-	{ &VXM_GUID_META_VIRTUAL_SIZE, 8, "Virtual Disk Size" },
-	{ &VXM_GUID_META_DISK_ID, 16, "Virtual Disk ID" },
-	{ &VXM_GUID_META_LOGICAL_SECTOR, 4, "Logical Sector Size" },
-	{ &VXM_GUID_META_PHYSICAL_SECTOR, 4, "Physical Sector Size" },
+	{ &VXM_GUID_META_FILE_PARAMS, VXM_META_FILE_PARAMS_LEN, "File Parameters" },
+	{ &VXM_GUID_META_VIRTUAL_SIZE, VXM_META_VIRTUAL_SIZE_LEN, "Virtual Disk Size" },
+	{ &VXM_GUID_META_DISK_ID, VXM_META_DISK_ID_LEN, "Virtual Disk ID" },
+	{ &VXM_GUID_META_LOGICAL_SECTOR, VXM_META_SECTOR_SIZE_LEN, "Logical Sector Size" },
+	{ &VXM_GUID_META_PHYSICAL_SECTOR, VXM_META_SECTOR_SIZE_LEN, "Physical Sector Size" },
 	{ &VXM_GUID_META_PARENT_LOCATOR, 0, "Parent Locator" },
 };
 enum { K_PARAMS, K_VSIZE, K_DISKID, K_LSS, K_PSS, K_LOCATOR, K_COUNT };
@@ -151,7 +153,7 @@ int vxm_meta_parse(const uint8_t *region, size_t region_len, uint64_t off,
 			is_known = idx[k] == (int)i;
 		if (!is_known && (e->flags & VXM_META_IS_REQUIRED)) {
 			char g[VXM_GUID_STRLEN + 1];
-			return vxm_unsupported(err, off + 32 + 32ull * i,
+			return vxm_unsupported(err, vxm_meta_entry_off(off, i),
 					       "metadata table at 0x%llx: unknown required %s item {%s}",
 					       o, (e->flags & VXM_META_IS_USER) ? "user" : "system",
 					       vxm_guid_fmt(&e->id, g));
@@ -174,12 +176,12 @@ int vxm_meta_parse(const uint8_t *region, size_t region_len, uint64_t off,
 	uint64_t poff = off + t->e[idx[K_PARAMS]].off;
 	uint32_t fpflags = vxm_le32(p + 4);
 	m->block_size = vxm_le32(p);
-	m->leave_blocks_allocated = fpflags & 1;
-	m->has_parent = (fpflags >> 1) & 1;
-	if (fpflags & ~3u)
+	m->leave_blocks_allocated = fpflags & VXM_FP_LEAVE_BLOCKS_ALLOCATED;
+	m->has_parent = fpflags & VXM_FP_HAS_PARENT;
+	if (fpflags & ~FP_FLAGS_KNOWN)
 		return vxm_corrupt(err, poff + 4,
 				   "metadata item File Parameters at 0x%llx: reserved flag bits 0x%x set",
-				   (unsigned long long)poff, fpflags & ~3u);
+				   (unsigned long long)poff, fpflags & ~FP_FLAGS_KNOWN);
 	if (m->block_size < VXM_MIN_BLOCK_SIZE || m->block_size > VXM_MAX_BLOCK_SIZE ||
 	    (m->block_size & (m->block_size - 1)))
 		return vxm_corrupt(err, poff,
@@ -218,4 +220,16 @@ int vxm_meta_parse(const uint8_t *region, size_t region_len, uint64_t off,
 				   o);
 	m->locator = idx[K_LOCATOR];
 	return 0;
+}
+
+void vxm_meta_items_encode(const struct vxm_meta *m, struct vxm_meta_items *out)
+{
+	vxm_put_le32(out->file_params, m->block_size);
+	vxm_put_le32(out->file_params + 4,
+		     (m->leave_blocks_allocated ? VXM_FP_LEAVE_BLOCKS_ALLOCATED : 0u) |
+			     (m->has_parent ? VXM_FP_HAS_PARENT : 0u));
+	vxm_put_le64(out->virtual_size, m->virtual_size);
+	memcpy(out->disk_id, m->disk_id.b, VXM_META_DISK_ID_LEN);
+	vxm_put_le32(out->logical_sector, m->logical_sector_size);
+	vxm_put_le32(out->physical_sector, m->physical_sector_size);
 }

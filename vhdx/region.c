@@ -15,6 +15,8 @@
 
 enum { RT_SIG = 0, RT_CRC = 4, RT_COUNT = 8, RT_RSVD = 12, RT_ENTRIES = 16, RT_ENTRY = 32 };
 _Static_assert(RT_ENTRIES + RT_ENTRY * VXM_MAX_TABLE_ENTRIES <= VXM_RT_SIZE, "2047 entries fit");
+_Static_assert(RT_ENTRIES == (int)VXM_RT_ENTRIES && RT_ENTRY == (int)VXM_RT_ENTRY_SIZE, "vhdx.h map");
+enum { E_OFF = VXM_RT_E_FILE_OFFSET, E_LEN = VXM_RT_E_LENGTH, E_REQ = VXM_RT_E_REQUIRED };
 #define SIG_REGI 0x69676572u
 
 int vxm_region_parse(const uint8_t *buf, size_t len, uint64_t off, struct vxm_region_table *rt,
@@ -44,26 +46,26 @@ int vxm_region_parse(const uint8_t *buf, size_t len, uint64_t off, struct vxm_re
 	rt->bat = rt->metadata = -1;
 	for (uint32_t i = 0; i < rt->count; i++) {
 		const uint8_t *p = buf + RT_ENTRIES + RT_ENTRY * i;
-		uint64_t eoff = off + RT_ENTRIES + RT_ENTRY * (uint64_t)i;
+		uint64_t eoff = vxm_region_entry_off(off, i);
 		struct vxm_region *r = &rt->e[i];
 		memcpy(r->guid.b, p, 16);
-		r->off = vxm_le64(p + 16);
-		r->len = vxm_le32(p + 24);
-		r->required = vxm_le32(p + 28);
+		r->off = vxm_le64(p + E_OFF);
+		r->len = vxm_le32(p + E_LEN);
+		r->required = vxm_le32(p + E_REQ);
 		if (r->off < VXM_MiB || r->off % VXM_MiB)
-			return vxm_corrupt(err, eoff + 16,
+			return vxm_corrupt(err, eoff + E_OFF,
 					   "region table at 0x%llx: entry %u offset 0x%llx is not a multiple of 1 MiB past the header section",
 					   o, i, (unsigned long long)r->off);
 		if (r->len == 0 || r->len % VXM_MiB)
-			return vxm_corrupt(err, eoff + 24,
+			return vxm_corrupt(err, eoff + E_LEN,
 					   "region table at 0x%llx: entry %u length %u is not a non-zero multiple of 1 MiB",
 					   o, i, r->len);
 		if (r->off + r->len < r->off)
-			return vxm_corrupt(err, eoff + 16,
+			return vxm_corrupt(err, eoff + E_OFF,
 					   "region table at 0x%llx: entry %u extent [0x%llx,+0x%x) overflows",
 					   o, i, (unsigned long long)r->off, r->len);
 		if (r->required > 1)
-			return vxm_corrupt(err, eoff + 28,
+			return vxm_corrupt(err, eoff + E_REQ,
 					   "region table at 0x%llx: entry %u Required field %u (reserved bits set)",
 					   o, i, r->required);
 		for (uint32_t j = 0; j < i; j++) {
@@ -73,7 +75,7 @@ int vxm_region_parse(const uint8_t *buf, size_t len, uint64_t off, struct vxm_re
 						   "region table at 0x%llx: entries %u and %u have the same GUID",
 						   o, j, i);
 			if (r->off < q->off + q->len && q->off < r->off + r->len)
-				return vxm_corrupt(err, eoff + 16,
+				return vxm_corrupt(err, eoff + E_OFF,
 						   "region table at 0x%llx: region %u [0x%llx,+0x%x) overlaps region %u [0x%llx,+0x%x)",
 						   o, i, (unsigned long long)r->off, r->len, j,
 						   (unsigned long long)q->off, q->len);
@@ -104,9 +106,9 @@ void vxm_region_encode(const struct vxm_region_table *rt, uint8_t *buf)
 	for (uint32_t i = 0; i < rt->count; i++) {
 		uint8_t *p = buf + RT_ENTRIES + RT_ENTRY * i;
 		memcpy(p, rt->e[i].guid.b, 16);
-		vxm_put_le64(p + 16, rt->e[i].off);
-		vxm_put_le32(p + 24, rt->e[i].len);
-		vxm_put_le32(p + 28, rt->e[i].required);
+		vxm_put_le64(p + E_OFF, rt->e[i].off);
+		vxm_put_le32(p + E_LEN, rt->e[i].len);
+		vxm_put_le32(p + E_REQ, rt->e[i].required);
 	}
 	vxm_put_le32(buf + RT_CRC, vxm_crc32c_skip(buf, VXM_RT_SIZE, RT_CRC));
 }

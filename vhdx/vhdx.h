@@ -15,6 +15,11 @@
  *  - "Sector" means a logical sector (512 or 4096 bytes).
  *  - GUIDs are kept as their 16 on-disk bytes (Microsoft layout) and
  *    compared as bytes.
+ *  - Every byte offset of the format lives here: each section opens with
+ *    a map of its structures (offset, size, field; all integers
+ *    little-endian), and the engine places and names bytes only through
+ *    the constants and functions below.  The parsers and encoders
+ *    of vhdx/ use these constants or assert that their own agree.
  */
 #ifndef VXM_VHDX_H
 #define VXM_VHDX_H
@@ -54,6 +59,13 @@ uint32_t vxm_crc32c_skip(const void *buf, size_t len, size_t field_off);
 
 /* ---- layout constants ---------------------------------------------------- */
 
+/* The file (fmt §1.1): a fixed 1 MiB header section, then every other object
+ * at a 1 MiB multiple, in any order, none overlapping.
+ *
+ *   0      64K     128K    192K    256K    320K          1M
+ *   | ident | hdr 1 | hdr 2 | rt 1  | rt 2  | reserved    | log, BAT, metadata,
+ *                                                          payload and SB blocks
+ */
 enum {
 	VXM_IDENT_OFF = 0,
 	VXM_HDR1_OFF = 64 * 1024,
@@ -77,7 +89,24 @@ enum {
 #define VXM_MAX_VIRTUAL_SIZE (64ull * VXM_TiB)
 #define VXM_SECTORS_PER_CHUNK (1ull << 23)
 
-/* ---- file identifier ----------------------------------------------------- */
+/* The structure of the header section at off (< 1 MiB), for messages: "the
+ * file identifier", "header 1", "header 2", "region table 1", "region
+ * table 2" or "the reserved part of the header section". */
+const char *vxm_header_section_part(uint64_t off);
+
+/* ---- file identifier (fmt §1.2) ------------------------------------------ */
+
+/* At 0, 64 KiB, written once at creation:
+ *
+ *   off   size  field
+ *     0      8  Signature "vhdxfile" (u64 0x656C696678646876)
+ *     8    512  Creator: UTF-16LE, NUL-terminated or not; for people only
+ *   520  65016  reserved
+ */
+enum {
+	VXM_IDENT_SIZE = 64 * 1024,
+	VXM_IDENT_USED = 8 + 512, /* signature and creator: all a reader looks at */
+};
 
 /* Checks "vhdxfile" and decodes the creator to UTF-8 (NUL-terminated,
  * best effort: unpaired surrogates become U+FFFD).  creator may be NULL.
@@ -88,6 +117,24 @@ int vxm_ident_parse(const uint8_t *buf, size_t len, char *creator, size_t creato
 void vxm_ident_encode(uint8_t *buf /* 64 KiB */, const char *creator);
 
 /* ---- headers (fmt §1.3) -------------------------------------------------- */
+
+/* At VXM_HDR1_OFF and VXM_HDR2_OFF, the first 4 KiB of each 64 KiB slot (the
+ * rest reserved).  The checksum is the CRC-32C of the 4096 bytes with its own
+ * field read as zero.
+ *
+ *   off   size  field
+ *     0      4  Signature "head" (0x64616568)
+ *     4      4  Checksum
+ *     8      8  SequenceNumber: the larger valid one is current
+ *    16     16  FileWriteGuid
+ *    32     16  DataWriteGuid (a child's parent_linkage)
+ *    48     16  LogGuid: zero when there is nothing to replay
+ *    64      2  LogVersion (0)
+ *    66      2  Version (1)
+ *    68      4  LogLength: a 1 MiB multiple
+ *    72      8  LogOffset: a 1 MiB multiple, past the header section
+ *    80   4016  reserved, zero
+ */
 
 struct vxm_hdr {
 	uint32_t checksum;
@@ -127,6 +174,35 @@ int vxm_hdr_select(const uint8_t *h1, const uint8_t *h2, struct vxm_hdr_pair *p,
 
 /* ---- region table (fmt §1.4) --------------------------------------------- */
 
+/* At VXM_RT1_OFF and VXM_RT2_OFF, 64 KiB each, the checksum over all 64 KiB.
+ *
+ *   off   size  field
+ *     0      4  Signature "regi" (0x69676572)
+ *     4      4  Checksum
+ *     8      4  EntryCount: at most 2047
+ *    12      4  reserved, zero
+ *    16   32 n  entries
+ *
+ *   entry i, at 16 + 32 i:
+ *     0     16  Guid: BAT, metadata, or another (refused when Required)
+ *    16      8  FileOffset: a 1 MiB multiple, past the header section
+ *    24      4  Length: a non-zero 1 MiB multiple
+ *    28      4  Required: 0 or 1
+ */
+enum {
+	VXM_RT_ENTRIES = 16,
+	VXM_RT_ENTRY_SIZE = 32,
+	VXM_RT_E_FILE_OFFSET = 16, /* field offsets inside an entry */
+	VXM_RT_E_LENGTH = 24,
+	VXM_RT_E_REQUIRED = 28,
+};
+
+/* File offset of entry i of the region table at table_off. */
+static inline uint64_t vxm_region_entry_off(uint64_t table_off, uint32_t i)
+{
+	return table_off + VXM_RT_ENTRIES + (uint64_t)VXM_RT_ENTRY_SIZE * i;
+}
+
 struct vxm_region {
 	struct vxm_guid guid;
 	uint64_t off;
@@ -152,6 +228,59 @@ void vxm_region_encode(const struct vxm_region_table *rt, uint8_t *buf /* 64 KiB
 
 /* ---- metadata (fmt §3) --------------------------------------------------- */
 
+/* The region opens with a 64 KiB table; the items lie after it, unaligned
+ * and in any order.
+ *
+ *   table   off   size  field
+ *             0      8  Signature "metadata" (u64 0x617461646174656D)
+ *             8      2  reserved, zero
+ *            10      2  EntryCount: at most 2047
+ *            12     20  reserved, zero
+ *            32   32 n  entries
+ *
+ *   entry i, at 32 + 32 i:
+ *             0     16  ItemId; (ItemId, IsUser) is unique
+ *            16      4  Offset from the region start: at least 64 KiB
+ *                       (0 with Length 0)
+ *            20      4  Length: at most 1 MiB
+ *            24      4  Flags: bit 0 IsUser, 1 IsVirtualDisk, 2 IsRequired
+ *            28      4  reserved, zero
+ *
+ *   system items (none sets IsUser):
+ *     File Parameters       8  0 u32 BlockSize; 4 u32 flags: bit 0
+ *                              LeaveBlocksAllocated, bit 1 HasParent
+ *     Virtual Disk Size     8  0 u64 bytes
+ *     Virtual Disk ID      16  0 GUID
+ *     Logical Sector Size   4  0 u32: 512 or 4096
+ *     Physical Sector Size  4  0 u32: 512 or 4096
+ *     Parent Locator     var.  see "parent locator" below
+ */
+enum {
+	VXM_MT_ENTRIES = 32,
+	VXM_MT_ENTRY_SIZE = 32,
+	VXM_META_FILE_PARAMS_LEN = 8,
+	VXM_META_VIRTUAL_SIZE_LEN = 8,
+	VXM_META_DISK_ID_LEN = 16,
+	VXM_META_SECTOR_SIZE_LEN = 4, /* logical and physical */
+};
+
+enum vxm_fp_flags {
+	VXM_FP_LEAVE_BLOCKS_ALLOCATED = 1u << 0,
+	VXM_FP_HAS_PARENT = 1u << 1,
+};
+
+/* File offset of entry i of the metadata table at table_off. */
+static inline uint64_t vxm_meta_entry_off(uint64_t table_off, uint32_t i)
+{
+	return table_off + VXM_MT_ENTRIES + (uint64_t)VXM_MT_ENTRY_SIZE * i;
+}
+/* Bytes of the table up to the end of entry n - 1: what a change to entries
+ * [0, n) rewrites. */
+static inline uint32_t vxm_meta_table_bytes(uint32_t n)
+{
+	return VXM_MT_ENTRIES + VXM_MT_ENTRY_SIZE * n;
+}
+
 enum vxm_meta_flags {
 	VXM_META_IS_USER = 1u << 0,
 	VXM_META_IS_VIRTUAL_DISK = 1u << 1,
@@ -176,12 +305,6 @@ struct vxm_meta_table {
 int vxm_meta_table_parse(const uint8_t *buf, size_t len, uint64_t off, uint32_t region_len,
 			 struct vxm_meta_table *t, struct vxm_err *err);
 void vxm_meta_table_encode(const struct vxm_meta_table *t, uint8_t *buf /* 64 KiB */);
-/* Offset of entry i from the start of the table (a 32-byte header, then
- * 32-byte entries). */
-static inline uint32_t vxm_meta_entry_pos(unsigned i)
-{
-	return 32u + 32u * i;
-}
 /* Index of (id, is_user) in t, or -1. */
 int vxm_meta_find(const struct vxm_meta_table *t, const struct vxm_guid *id, bool is_user);
 
@@ -204,7 +327,35 @@ struct vxm_meta {
 int vxm_meta_parse(const uint8_t *region, size_t region_len, uint64_t off,
 		   const struct vxm_meta_table *t, struct vxm_meta *m, struct vxm_err *err);
 
+/* The fixed-size system items, as their bytes. */
+struct vxm_meta_items {
+	uint8_t file_params[VXM_META_FILE_PARAMS_LEN];
+	uint8_t virtual_size[VXM_META_VIRTUAL_SIZE_LEN];
+	uint8_t disk_id[VXM_META_DISK_ID_LEN];
+	uint8_t logical_sector[VXM_META_SECTOR_SIZE_LEN];
+	uint8_t physical_sector[VXM_META_SECTOR_SIZE_LEN];
+};
+
+/* Encodes the fixed-size items of m (block size, both flags, sizes, disk ID;
+ * m->locator is not used), the reverse of vxm_meta_parse. */
+void vxm_meta_items_encode(const struct vxm_meta *m, struct vxm_meta_items *out);
+
 /* ---- parent locator (fmt §4) --------------------------------------------- */
+
+/* The Parent Locator item; offsets count from its first byte.
+ *
+ *   off   size  field
+ *     0     16  LocatorType: VXM_GUID_LOCATOR_VHDX, the only one defined
+ *    16      2  reserved, zero
+ *    18      2  KeyValueCount
+ *    20   12 n  entries, then the strings (Hyper-V: packed in entry order)
+ *
+ *   entry i, at 20 + 12 i:
+ *     0      4  KeyOffset
+ *     4      4  ValueOffset
+ *     8      2  KeyLength: bytes of UTF-16LE, non-zero, no NUL, no terminator
+ *    10      2  ValueLength: likewise
+ */
 
 #define VXM_LOCATOR_MAX_PAIRS 256
 #define VXM_LOCATOR_PATH_MAX 4096 /* UTF-8 bytes, including NUL */
@@ -256,6 +407,26 @@ long vxm_utf16le_to_utf8(const uint8_t *in, size_t in_len, char *out, size_t cap
 long vxm_utf8_to_utf16le(const char *in, size_t in_len, uint8_t *out, size_t cap);
 
 /* ---- BAT (fmt §5) -------------------------------------------------------- */
+
+/* The BAT region is an array of u64 entries: payload entries with, after
+ * every chunk_ratio of them, the entry of that chunk's sector-bitmap block
+ * (vxm_geom_*_index below), in every file type.
+ *
+ *   entry:  63                          20 19           3 2       0
+ *           | FileOffsetMB (offset >> 20)  | reserved, 0  | state   |
+ *
+ *   state:  payload entries: enum vxm_pb_state; SB entries: vxm_sb_state
+ */
+enum { VXM_BAT_ENTRY_SIZE = 8 };
+
+/* File offset of entry idx of the BAT region at bat_off. */
+static inline uint64_t vxm_bat_entry_off(uint64_t bat_off, uint64_t idx)
+{
+	return bat_off + idx * VXM_BAT_ENTRY_SIZE;
+}
+/* n entries in place: as the region holds them to host order, and back. */
+void vxm_bat_decode(uint64_t *e, uint64_t n);
+void vxm_bat_encode(uint64_t *e, uint64_t n);
 
 enum vxm_pb_state {
 	VXM_PB_NOT_PRESENT = 0,
@@ -317,12 +488,35 @@ static inline uint64_t vxm_geom_block_of_index(const struct vxm_geom *g, uint64_
 {
 	return idx - idx / (g->chunk_ratio + 1ull);
 }
+/* Chunk of BAT index idx: the chunk its payload block lies in, or whose
+ * sector bitmap it holds. */
+static inline uint64_t vxm_geom_chunk_of_index(const struct vxm_geom *g, uint64_t idx)
+{
+	return idx / (g->chunk_ratio + 1ull);
+}
 /* Bytes of the virtual disk covered by block b (the last one may be short). */
 static inline uint64_t vxm_geom_block_bytes(const struct vxm_geom *g, uint64_t b)
 {
 	uint64_t start = b * g->block_size;
 	uint64_t left = g->virtual_size - start;
 	return left < g->block_size ? left : g->block_size;
+}
+/* Bytes the BAT of g needs (the region may be larger), and that rounded up
+ * to the 1 MiB a region length is a multiple of. */
+static inline uint64_t vxm_geom_bat_bytes(const struct vxm_geom *g)
+{
+	return g->total_entries * VXM_BAT_ENTRY_SIZE;
+}
+static inline uint64_t vxm_geom_bat_region_len(const struct vxm_geom *g)
+{
+	return (vxm_geom_bat_bytes(g) + VXM_MiB - 1) / VXM_MiB * VXM_MiB;
+}
+/* Bytes every payload and sector-bitmap block of g takes once all are
+ * allocated, whole blocks each (at most 2^26 blocks of at most 2^28 bytes:
+ * no overflow). */
+static inline uint64_t vxm_geom_blocks_bytes(const struct vxm_geom *g)
+{
+	return g->payload_blocks * g->block_size + g->sb_blocks * VXM_SB_BLOCK_SIZE;
 }
 
 struct vxm_bat_counts {
@@ -343,6 +537,14 @@ int vxm_bat_check_entry(const struct vxm_geom *g, uint64_t idx, uint64_t entry, 
 			uint64_t file_size, struct vxm_err *err);
 
 /* ---- sector bitmaps (fmt §5.5) ------------------------------------------- */
+
+/* One 1 MiB block per chunk, a bit per sector of the chunk (2^23 bits): bit s
+ * is bit s % 8 of byte s / 8; 1 means this file holds the sector, 0 the
+ * parent does.  Payload block b owns spb / 8 bytes of its chunk's block:
+ *
+ *   SB block of chunk c:  | block c*cr | block c*cr + 1 | ... | block c*cr + cr-1 |
+ *                          <- spb / 8 -> (cr = chunk_ratio)
+ */
 
 static inline bool vxm_bit_get(const uint8_t *bm, uint64_t bit)
 {
@@ -369,8 +571,50 @@ static inline uint64_t vxm_sb_slice_off(const struct vxm_geom *g, uint64_t sb_of
 {
 	return sb_off + (b % g->chunk_ratio) * (uint64_t)(g->spb / 8);
 }
+/* Bytes of a block's slice: one bit per sector of the block. */
+static inline uint32_t vxm_sb_slice_len(const struct vxm_geom *g)
+{
+	return g->spb / 8;
+}
 
 /* ---- log (fmt §6) -------------------------------------------------------- */
+
+/* LogLength bytes at LogOffset, a ring of 4 KiB sectors.  An entry starts on
+ * a sector and may wrap from the end of the log to its start: first its
+ * descriptor sectors, then one data sector per data descriptor, in
+ * descriptor order.  The checksum covers EntryLength bytes with its own
+ * field read as zero.
+ *
+ *   sector 0:  header (64) | descriptors 0..125, 32 bytes each
+ *   sector k:  descriptors, 128 each (descriptor i at entry byte 64 + 32 i)
+ *   then:      data sectors
+ *
+ *   header  off  size  field
+ *             0     4  Signature "loge" (0x65676F6C)
+ *             4     4  Checksum
+ *             8     4  EntryLength: 4096 * (descriptor + data sectors)
+ *            12     4  Tail: log offset of the sequence's oldest entry
+ *            16     8  SequenceNumber: > 0, +1 per entry of a sequence
+ *            24     4  DescriptorCount
+ *            28     4  reserved, zero
+ *            32    16  LogGuid: the header's, or the entry is dead
+ *            48     8  FlushedFileOffset: a 1 MiB multiple
+ *            56     8  LastFileOffset: a 1 MiB multiple
+ *
+ *   descriptor  off  size  zero descriptor       data descriptor
+ *                 0     4  "zero" (0x6F72657A)   "desc" (0x63736564)
+ *                 4     4  reserved, zero        TrailingBytes: target 4092..4095
+ *                 8     8  ZeroLength            LeadingBytes: target 0..7
+ *                16     8  FileOffset            FileOffset
+ *                24     8  SequenceNumber        SequenceNumber
+ *   (ZeroLength and FileOffset are 4 KiB multiples)
+ *
+ *   data sector  off  size  field
+ *                  0     4  Signature "data" (0x61746164)
+ *                  4     4  SequenceHigh: the entry's, bits 63..32
+ *                  8  4084  target bytes 8..4091
+ *               4092     4  SequenceLow: bits 31..0
+ */
 
 enum {
 	VXM_LOG_ENTRY_HDR = 64,

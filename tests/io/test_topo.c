@@ -1,12 +1,10 @@
-/* tests/io/test_topo.c: NUMA topology (io/topo.c) and the buffer pool
- * (io/pool.c).
+/* tests/io/test_topo.c: NUMA topology and placed memory (io/topo.c).
  *
  * Synthetic topologies describe machines we do not have ("pack:2 numa:1
- * core:2 pu:1": two packages, each one NUMA node with two cores); there the
- * pool's bookkeeping says where buffers belong and binding is computed, not
- * applied.  On the machine itself (one node here) the kernel is asked: the
- * pages' node via hwloc_get_area_memlocation and the thread's CPUs via
- * sched_getaffinity.
+ * core:2 pu:1": two packages, each one NUMA node with two cores); there
+ * binding is computed, not applied.  On the machine itself (one node here)
+ * the kernel is asked: the pages' node via hwloc_get_area_memlocation and
+ * the thread's CPUs via sched_getaffinity.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -16,7 +14,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,117 +73,35 @@ static void a_bad_synthetic_description_is_refused(void **state)
 	assert_null(t);
 }
 
-/* Each node's slab holds its workers' buffers; get() prefers the node asked
- * for and borrows from another only when it is empty. */
-static void pool_on_two_nodes_gives_each_worker_buffers_of_its_node(void **state)
-{
-	struct vxm_topo *t;
-	struct vxm_pool pool;
-	void *got[12];
-	(void)state;
-
-	t = synthetic(TWO_NODES);
-	assert_int_equal(vxm_pool_init(&pool, &(struct vxm_pool_params){
-		.topo = t, .buf_size = 5000, .workers = 4, .bufs_per_worker = 3 }), 0);
-	assert_int_equal(pool.nnodes, 2);
-	assert_int_equal(pool.buf_size, 8192); /* rounded up to 4 KiB */
-	assert_int_equal(pool.nbufs, 12);
-	assert_int_equal(vxm_pool_free_count(&pool, 0), 6);
-	assert_int_equal(vxm_pool_free_count(&pool, 1), 6);
-	for (unsigned w = 0; w < 4; w++)
-		assert_int_equal(vxm_pool_worker_node(&pool, w), w % 2);
-	for (unsigned i = 0; i < 6; i++) {
-		got[i] = vxm_pool_get(&pool, 0);
-		assert_non_null(got[i]);
-		assert_int_equal((uintptr_t)got[i] % 4096, 0);
-		assert_int_equal(vxm_pool_buf_node(&pool, got[i]), 0);
-		/* memory is usable end to end */
-		memset(got[i], (int)i, pool.buf_size);
-	}
-	/* the kernel cannot be asked about an imaginary machine */
-	assert_int_equal(vxm_topo_mem_node(t, got[0], pool.buf_size), -ENOSYS);
-	assert_int_equal(pool.remote_gets, 0);
-	got[6] = vxm_pool_get(&pool, 0); /* node 0 is empty: borrowed from node 1 */
-	assert_non_null(got[6]);
-	assert_int_equal(vxm_pool_buf_node(&pool, got[6]), 1);
-	assert_int_equal(pool.remote_gets, 1);
-	for (unsigned i = 7; i < 12; i++)
-		assert_non_null(got[i] = vxm_pool_get(&pool, 1));
-	assert_null(vxm_pool_get(&pool, 1)); /* exhausted: never allocates */
-	for (unsigned i = 0; i < 12; i++)
-		for (unsigned j = i + 1; j < 12; j++)
-			assert_ptr_not_equal(got[i], got[j]);
-	for (unsigned i = 0; i < 12; i++)
-		vxm_pool_put(&pool, got[i]);
-	assert_int_equal(vxm_pool_free_count(&pool, 0), 6);
-	assert_int_equal(vxm_pool_free_count(&pool, 1), 6);
-	int outsider;
-	vxm_pool_put(&pool, &outsider); /* ignored */
-	assert_int_equal(vxm_pool_buf_node(&pool, &outsider), -EINVAL);
-	vxm_pool_fini(&pool);
-	vxm_topo_close(t);
-}
-
-/* Workers map to nodes round robin; binding a worker names its node, whose
- * cpuset is that node's CPUs. */
-static void worker_binding_follows_each_nodes_cpuset(void **state)
-{
-	struct vxm_topo *t;
-	struct vxm_pool pool;
-	unsigned cpus[4];
-	(void)state;
-
-	t = synthetic(TWO_NODES);
-	assert_int_equal(vxm_pool_init(&pool, &(struct vxm_pool_params){
-		.topo = t, .buf_size = 4096, .workers = 3, .bufs_per_worker = 1 }), 0);
-	/* three workers on two nodes: node 0 gets two of them */
-	assert_int_equal(vxm_pool_free_count(&pool, 0), 2);
-	assert_int_equal(vxm_pool_free_count(&pool, 1), 1);
-	for (unsigned w = 0; w < 3; w++) {
-		int node = vxm_pool_bind_worker(&pool, w);
-		assert_int_equal(node, (int)(w % 2));
-		assert_int_equal(vxm_topo_node_cpus(t, (unsigned)node, cpus, 4), 2);
-		assert_int_equal(cpus[0], 2u * (unsigned)node);
-		assert_int_equal(cpus[1], 2u * (unsigned)node + 1);
-	}
-	vxm_pool_fini(&pool);
-	vxm_topo_close(t);
-}
-
 static void one_node_synthetic_works_unchanged(void **state)
 {
 	struct vxm_topo *t;
-	struct vxm_pool pool;
+	struct vxm_topo_mem m;
+	unsigned cpus[4];
 	(void)state;
 
 	t = synthetic("numa:1 core:2 pu:1");
 	assert_int_equal(vxm_topo_nodes(t), 1);
-	assert_int_equal(vxm_pool_init(&pool, &(struct vxm_pool_params){
-		.topo = t, .buf_size = 4096, .workers = 4, .bufs_per_worker = 2 }), 0);
-	assert_int_equal(vxm_pool_free_count(&pool, 0), 8);
-	for (unsigned w = 0; w < 4; w++)
-		assert_int_equal(vxm_pool_bind_worker(&pool, w), 0);
-	void *b = vxm_pool_get(&pool, 3); /* any node number folds onto node 0 */
-	assert_non_null(b);
-	assert_int_equal(vxm_pool_buf_node(&pool, b), 0);
-	vxm_pool_put(&pool, b);
-	vxm_pool_fini(&pool);
+	assert_int_equal(vxm_topo_node_cpus(t, 0, cpus, 4), 2);
+	assert_int_equal(vxm_topo_cpu_node(t, 1), 0);
+	assert_int_equal(vxm_topo_bind_thread(t, 0), 0);
+	assert_int_equal(vxm_topo_bind_thread(t, 1), -EINVAL);
+	/* memory of an imaginary node is ordinary memory, not bound */
+	assert_int_equal(vxm_topo_alloc(t, 1, 4096, &m), -EINVAL);
+	assert_int_equal(vxm_topo_alloc(t, 0, 4096, &m), 0);
+	assert_false(m.bound);
+	assert_int_equal(vxm_topo_mem_node(t, m.p, m.len), -ENOSYS);
+	memset(m.p, 0x5A, m.len);
+	vxm_topo_free(t, &m);
 	vxm_topo_close(t);
-
-	/* and with no topology at all */
-	assert_int_equal(vxm_pool_init(&pool, NULL), 0);
-	assert_int_equal(pool.nnodes, 1);
-	assert_int_equal(pool.buf_size, 1 << 20);
-	assert_int_equal(pool.nbufs, 8);
-	vxm_pool_fini(&pool);
 }
 
-/* On this machine the kernel confirms it: pages live on the node the pool
- * says, and a bound thread runs on exactly its node's CPUs. */
+/* On this machine the kernel confirms it: memory placed on a node (as the
+ * merge executor places its buffers) lives there, and a bound thread runs on
+ * exactly its node's CPUs. */
 static void on_this_machine_pages_and_threads_land_on_their_node(void **state)
 {
 	struct vxm_topo *t;
-	struct vxm_pool pool;
 	unsigned cpus[256];
 	cpu_set_t set, saved;
 	(void)state;
@@ -195,18 +110,16 @@ static void on_this_machine_pages_and_threads_land_on_their_node(void **state)
 	assert_true(vxm_topo_is_system(t));
 	unsigned nodes = vxm_topo_nodes(t);
 	assert_true(nodes >= 1);
-	assert_int_equal(vxm_pool_init(&pool, &(struct vxm_pool_params){
-		.topo = t, .buf_size = 65536, .workers = nodes, .bufs_per_worker = 4 }), 0);
 	for (unsigned n = 0; n < nodes; n++) {
-		void *b = vxm_pool_get(&pool, n);
-		assert_non_null(b);
-		assert_int_equal(vxm_pool_buf_node(&pool, b), (int)n);
-		int where = vxm_topo_mem_node(t, b, pool.buf_size);
+		struct vxm_topo_mem m;
+		assert_int_equal(vxm_topo_alloc(t, n, 65536, &m), 0);
+		assert_int_equal(m.node, n);
+		int where = vxm_topo_mem_node(t, m.p, m.len);
 		if (where == -ENOSYS)
 			print_message("  node %u: the kernel cannot say where pages live\n", n);
 		else
 			assert_int_equal(where, (int)n);
-		vxm_pool_put(&pool, b);
+		vxm_topo_free(t, &m);
 	}
 
 	/* shrink ourselves to one CPU, then bind: the node's whole set returns */
@@ -216,13 +129,12 @@ static void on_this_machine_pages_and_threads_land_on_their_node(void **state)
 	CPU_ZERO(&set);
 	CPU_SET(cpus[0], &set);
 	assert_int_equal(sched_setaffinity(0, sizeof(set), &set), 0);
-	assert_int_equal(vxm_pool_bind_worker(&pool, 0), 0);
+	assert_int_equal(vxm_topo_bind_thread(t, 0), 0);
 	assert_int_equal(sched_getaffinity(0, sizeof(set), &set), 0);
 	assert_int_equal(CPU_COUNT(&set), ncpu);
 	for (int i = 0; i < ncpu; i++)
 		assert_true(CPU_ISSET(cpus[i], &set));
 	assert_int_equal(sched_setaffinity(0, sizeof(saved), &saved), 0);
-	vxm_pool_fini(&pool);
 	vxm_topo_close(t);
 }
 
@@ -248,43 +160,6 @@ static void psync_workers_bound_to_nodes_still_do_io(void **state)
 	vxm_io_fini(&io);
 	vxm_topo_close(t);
 	unlink(path);
-}
-
-/* The slabs become io_uring fixed buffers; I/O from pool buffers works. */
-static void pool_slabs_register_as_fixed_buffers(void **state)
-{
-	struct vxm_io io;
-	struct vxm_pool pool;
-	char path[] = "/tmp/vxm_topo_reg.XXXXXX";
-	(void)state;
-
-	if (vxm_io_init(&io, &vxm_io_uring_ops, NULL) < 0)
-		skip();
-	assert_int_equal(vxm_pool_init(&pool, &(struct vxm_pool_params){
-		.buf_size = 65536, .workers = 2, .bufs_per_worker = 2, .io = &io }), 0);
-	assert_true(pool.registered);
-	int fd = mkstemp(path);
-	assert_true(fd >= 0);
-	int f = vxm_io_add_fd(&io, fd, path, VXM_O_RDWR);
-	uint8_t *w = vxm_pool_get(&pool, 0), *r = vxm_pool_get(&pool, 0);
-	for (unsigned i = 0; i < 65536; i++)
-		w[i] = (uint8_t)(i * 7);
-	assert_int_equal(vxm_io_pwrite(&io, f, w, 65536, 0), 0);
-	assert_int_equal(vxm_io_pread(&io, f, r, 65536, 0), 65536);
-	assert_memory_equal(w, r, 65536);
-	vxm_pool_put(&pool, w);
-	vxm_pool_put(&pool, r);
-	vxm_io_fini(&io); /* the io context goes first: it holds the registration */
-	vxm_pool_fini(&pool);
-	unlink(path);
-
-	/* psync has no fixed buffers: the pool works, unregistered */
-	assert_int_equal(vxm_io_init(&io, &vxm_io_psync_ops, NULL), 0);
-	assert_int_equal(vxm_pool_init(&pool, &(struct vxm_pool_params){
-		.buf_size = 4096, .io = &io }), 0);
-	assert_false(pool.registered);
-	vxm_pool_fini(&pool);
-	vxm_io_fini(&io);
 }
 
 /* I4 of io/topo.c: areas from 2 MiB up are 2 MiB aligned (huge pages can
@@ -317,73 +192,15 @@ static void large_areas_are_aligned_for_huge_pages(void **state)
 	vxm_topo_close(t);
 }
 
-struct churn {
-	struct vxm_pool *pool;
-	unsigned node;
-	int bad;
-};
-
-static void *churn(void *arg)
-{
-	struct churn *c = arg;
-	void *mine[4];
-
-	for (unsigned round = 0; round < 2000; round++) {
-		unsigned n = 0;
-		for (; n < 4; n++) {
-			mine[n] = vxm_pool_get(c->pool, c->node);
-			if (!mine[n])
-				break;
-			/* a buffer held by two threads at once would be caught here */
-			memset(mine[n], (int)c->node + 1, 64);
-		}
-		for (unsigned i = 0; i < n; i++) {
-			for (unsigned k = 0; k < 64; k++)
-				if (((uint8_t *)mine[i])[k] != c->node + 1)
-					c->bad++;
-			vxm_pool_put(c->pool, mine[i]);
-		}
-	}
-	return NULL;
-}
-
-static void get_and_put_from_many_threads_never_share_a_buffer(void **state)
-{
-	struct vxm_topo *t;
-	struct vxm_pool pool;
-	pthread_t th[4];
-	struct churn c[4];
-	(void)state;
-
-	t = synthetic(TWO_NODES);
-	assert_int_equal(vxm_pool_init(&pool, &(struct vxm_pool_params){
-		.topo = t, .buf_size = 4096, .workers = 4, .bufs_per_worker = 3 }), 0);
-	for (unsigned i = 0; i < 4; i++) {
-		c[i] = (struct churn){ .pool = &pool, .node = i };
-		assert_int_equal(pthread_create(&th[i], NULL, churn, &c[i]), 0);
-	}
-	for (unsigned i = 0; i < 4; i++) {
-		pthread_join(th[i], NULL);
-		assert_int_equal(c[i].bad, 0);
-	}
-	assert_int_equal(vxm_pool_free_count(&pool, 0) + vxm_pool_free_count(&pool, 1), 12);
-	vxm_pool_fini(&pool);
-	vxm_topo_close(t);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(synthetic_two_packages_are_two_nodes_with_their_own_cpus),
 		cmocka_unit_test(a_bad_synthetic_description_is_refused),
-		cmocka_unit_test(pool_on_two_nodes_gives_each_worker_buffers_of_its_node),
-		cmocka_unit_test(worker_binding_follows_each_nodes_cpuset),
 		cmocka_unit_test(one_node_synthetic_works_unchanged),
 		cmocka_unit_test(on_this_machine_pages_and_threads_land_on_their_node),
 		cmocka_unit_test(psync_workers_bound_to_nodes_still_do_io),
-		cmocka_unit_test(pool_slabs_register_as_fixed_buffers),
 		cmocka_unit_test(large_areas_are_aligned_for_huge_pages),
-		cmocka_unit_test(get_and_put_from_many_threads_never_share_a_buffer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
