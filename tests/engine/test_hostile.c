@@ -241,10 +241,9 @@ static void every_file_the_merge_reads_or_changes_passes_the_same_rules(void **s
 	done(dir);
 }
 
-/* A file whose locator the merge edits must have room for the edit in its
- * metadata region: a child of the top (re-pointed after the data is merged)
- * or C1 (edited first) with a packed region is refused before any write. */
-static void fill_metadata_region(const char *dir, const char *name)
+/* Rewrites the metadata table of dir/name after edit() changed it. */
+static void edit_meta_table(const char *dir, const char *name,
+			    void (*edit)(struct vxm_meta_table *mt))
 {
 	char path[1200];
 	size_t len;
@@ -254,34 +253,42 @@ static void fill_metadata_region(const char *dir, const char *name)
 	struct vxm_meta_table mt;
 	struct vxm_err err = { 0 };
 	assert_int_equal(vxm_meta_table_parse(f + META_AT, 64 * 1024, META_AT, MiB, &mt, &err), 0);
+	edit(&mt);
+	vxm_meta_table_encode(&mt, f + META_AT);
+	assert_int_equal(tl_write_file(path, f, len), 0);
+	free(f);
+}
+
+/* A file whose locator the merge edits must have room for the edit in its
+ * metadata region: a child of the top (re-pointed after the data is merged)
+ * or C1 (edited first) with a packed region is refused before any write. */
+static void pack_region(struct vxm_meta_table *mt)
+{
 	uint32_t end = 0;
-	for (unsigned i = 0; i < mt.count; i++)
-		if (mt.e[i].off + mt.e[i].len > end)
-			end = mt.e[i].off + mt.e[i].len;
+	for (unsigned i = 0; i < mt->count; i++)
+		if (mt->e[i].off + mt->e[i].len > end)
+			end = mt->e[i].off + mt->e[i].len;
 	/* a user item (unknown, not required: kept as is) over the rest */
-	struct vxm_meta_entry *e = &mt.e[mt.count++];
+	struct vxm_meta_entry *e = &mt->e[mt->count++];
 	memset(e, 0, sizeof(*e));
 	memset(e->id.b, 0x5a, 16);
 	e->off = end;
 	e->len = (uint32_t)MiB - end;
 	e->flags = VXM_META_IS_USER;
-	vxm_meta_table_encode(&mt, f + META_AT);
-	assert_int_equal(tl_write_file(path, f, len), 0);
-	free(f);
 }
 
 static void a_locator_edit_without_room_is_refused_before_any_write(void **state)
 {
 	(void)state;
 	char *dir = chain("packed-child", true);
-	fill_metadata_region(dir, "s3.avhdx");
+	edit_meta_table(dir, "s3.avhdx", pack_region);
 	expect(dir, 0, "check s3.avhdx", NULL);
 	expect(dir, 9, "merge s2.avhdx", "s3.avhdx: its metadata region", "no room",
 	       "nothing was changed", NULL);
 	done(dir);
 
 	dir = chain("packed-c1", false);
-	fill_metadata_region(dir, "s1.avhdx");
+	edit_meta_table(dir, "s1.avhdx", pack_region);
 	expect(dir, 9, "merge s2.avhdx", "s1.avhdx: its metadata region", NULL);
 	/* the same chain converts: nothing of it is edited */
 	expect(dir, 0, "convert s2.avhdx new.vhdx", NULL);
@@ -291,29 +298,18 @@ static void a_locator_edit_without_room_is_refused_before_any_write(void **state
 /* A file-level item flagged as a disk item would be copied into the
  * destination with the disk's items (fmt §8.3), HasParent with it: check
  * reports the flag and the merge and the convert refuse it. */
-static void flag_file_parameters_as_disk_item(const char *dir, const char *name)
+static void flag_file_parameters(struct vxm_meta_table *mt)
 {
-	char path[1200];
-	size_t len;
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	uint8_t *f = tl_read_file(path, &len);
-	assert_non_null(f);
-	struct vxm_meta_table mt;
-	struct vxm_err err = { 0 };
-	assert_int_equal(vxm_meta_table_parse(f + META_AT, 64 * 1024, META_AT, MiB, &mt, &err), 0);
-	int i = vxm_meta_find(&mt, &VXM_GUID_META_FILE_PARAMS, false);
+	int i = vxm_meta_find(mt, &VXM_GUID_META_FILE_PARAMS, false);
 	assert_true(i >= 0);
-	mt.e[i].flags |= VXM_META_IS_VIRTUAL_DISK;
-	vxm_meta_table_encode(&mt, f + META_AT);
-	assert_int_equal(tl_write_file(path, f, len), 0);
-	free(f);
+	mt->e[i].flags |= VXM_META_IS_VIRTUAL_DISK;
 }
 
 static void a_file_item_flagged_as_a_disk_item_is_refused(void **state)
 {
 	(void)state;
 	char *dir = chain("vd-flag", false);
-	flag_file_parameters_as_disk_item(dir, "s2.avhdx");
+	edit_meta_table(dir, "s2.avhdx", flag_file_parameters);
 	expect(dir, 1, "check s2.avhdx", "(File Parameters): IsVirtualDisk is set", NULL);
 	expect(dir, 3, "merge s2.avhdx", "s2.avhdx (the top)", "File Parameters", NULL);
 	expect(dir, 3, "convert s2.avhdx new.vhdx", "File Parameters", NULL);
