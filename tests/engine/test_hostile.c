@@ -117,26 +117,6 @@ static char *tree_sum(const char *dir)
 	return out;
 }
 
-static int view_sha(const char *top, char out[65])
-{
-	struct vxm_chain *c;
-	struct vxm_err err = { 0 };
-	int ret = vxm_chain_open(&c, top, NULL, &err);
-	if (ret)
-		return ret;
-	struct vxm_sha256 s;
-	vxm_sha256_init(&s);
-	static uint8_t buf[1 << 20];
-	for (uint64_t off = 0; off < c->virtual_size && !ret; off += sizeof(buf)) {
-		uint64_t n = c->virtual_size - off < sizeof(buf) ? c->virtual_size - off : sizeof(buf);
-		ret = vxm_chain_read(c, buf, n, off, &err);
-		vxm_sha256_update(&s, buf, n);
-	}
-	vxm_sha256_final(&s, out);
-	vxm_chain_close(c);
-	return ret;
-}
-
 /* Runs `vhdxmerge CMD ARGS` in dir; expects exit `code`, every string of
  * the NULL-terminated list in its output, and (refusals) every file of dir
  * unchanged. */
@@ -334,10 +314,10 @@ static void a_top_smaller_than_the_destination_is_refused(void **state)
 	/* the way out it names works, and reads as the chain did */
 	char want[65], got[65], path[1200];
 	snprintf(path, sizeof(path), "%s/s2.avhdx", dir);
-	assert_int_equal(view_sha(path, want), 0);
+	assert_int_equal(tl_sha256_view(path, want), 0);
 	expect(dir, 0, "convert s2.avhdx new.vhdx", NULL);
 	snprintf(path, sizeof(path), "%s/new.vhdx", dir);
-	assert_int_equal(view_sha(path, got), 0);
+	assert_int_equal(tl_sha256_view(path, got), 0);
 	assert_string_equal(got, want);
 	done(dir);
 }
@@ -376,11 +356,11 @@ static void merge_reads_as_before(const char *dir, const char *top, const char *
 {
 	char want[65], got[65], path[1200], args[600];
 	snprintf(path, sizeof(path), "%s/%s", dir, top);
-	assert_int_equal(view_sha(path, want), 0);
+	assert_int_equal(tl_sha256_view(path, want), 0);
 	snprintf(args, sizeof(args), "merge %s %s", top, extra);
 	expect(dir, 0, args, says, NULL);
 	snprintf(path, sizeof(path), "%s/%s", dir, dest);
-	assert_int_equal(view_sha(path, got), 0);
+	assert_int_equal(tl_sha256_view(path, got), 0);
 	assert_string_equal(got, want);
 	if (!strcmp(dest, "base.vhdx")) {
 		assert_int_equal(tl_sh("qemu-img check -q -f vhdx '%s'", path), 0);

@@ -32,26 +32,6 @@ static void put(const char *path, uint64_t vsize, const uint8_t *st, uint8_t dw,
 	free(f);
 }
 
-static int view_sha(const char *top, char out[65])
-{
-	struct vxm_chain *c;
-	struct vxm_err err = { 0 };
-	int ret = vxm_chain_open(&c, top, NULL, &err);
-	if (ret)
-		return ret;
-	struct vxm_sha256 s;
-	vxm_sha256_init(&s);
-	static uint8_t buf[1 << 20];
-	for (uint64_t off = 0; off < c->virtual_size && !ret; off += sizeof(buf)) {
-		uint64_t n = c->virtual_size - off < sizeof(buf) ? c->virtual_size - off : sizeof(buf);
-		ret = vxm_chain_read(c, buf, n, off, &err);
-		vxm_sha256_update(&s, buf, n);
-	}
-	vxm_sha256_final(&s, out);
-	vxm_chain_close(c);
-	return ret;
-}
-
 static void a_larger_top_grows_the_destination_and_reads_as_the_chain(void **state)
 {
 	(void)state;
@@ -67,7 +47,7 @@ static void a_larger_top_grows_the_destination_and_reads_as_the_chain(void **sta
 	put(base, 16 * MiB, st0, 1, 0, NULL);
 	put(top, 24 * MiB, st1, 2, 1, "base.vhdx");
 	char want[65], got[65];
-	assert_int_equal(view_sha(top, want), 0);
+	assert_int_equal(tl_sha256_view(top, want), 0);
 	int st;
 	char *out = tl_sh_out(&st, "'%s' merge '%s' --progress none 2>&1", tl_bin(), top);
 	printf("%s", out);

@@ -61,6 +61,29 @@ int tl_sha256_image(struct vxm_image *img, char out[65])
 	return ret;
 }
 
+int tl_sha256_view(const char *top, char out[65])
+{
+	struct vxm_chain *c;
+	struct vxm_sha256 s;
+	const size_t step = 4u << 20;
+	int ret = vxm_chain_open(&c, top, NULL, NULL);
+	if (ret)
+		return ret;
+	uint8_t *buf = malloc(step);
+	if (!buf || vxm_sha256_init(&s))
+		abort();
+	for (uint64_t off = 0; off < c->virtual_size && !ret; off += step) {
+		uint64_t n = c->virtual_size - off < step ? c->virtual_size - off : step;
+		ret = vxm_chain_read(c, buf, n, off, NULL);
+		if (!ret)
+			vxm_sha256_update(&s, buf, n);
+	}
+	free(buf);
+	vxm_sha256_final(&s, out);
+	vxm_chain_close(c);
+	return ret;
+}
+
 /* ---- files, dirs, shell --------------------------------------------------- */
 
 const char *tl_tmpdir(void)

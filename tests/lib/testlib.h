@@ -50,6 +50,8 @@ char *tl_sh_out(int *status, const char *fmt, ...) __attribute__((format(printf,
  * parent (hex, 65 bytes). */
 int tl_sha256_file(const char *path, char out[65]);
 int tl_sha256_image(struct vxm_image *img, char out[65]);
+/* sha256 of the disk the chain ending in top shows (our reader). */
+int tl_sha256_view(const char *top, char out[65]);
 /* sha256 of a buffer. */
 void tl_sha256(const void *buf, size_t len, char out[65]);
 
