@@ -334,7 +334,7 @@ int mg_phase_cleanup(const struct vxm_merge_opts *o, struct vxm_journal *j, cons
 {
 	int ret;
 	if (j->phase < VXM_JPHASE_CLEANUP) {
-		j->phase = VXM_JPHASE_CLEANUP;
+		mg_phase_enter(j, VXM_JPHASE_CLEANUP);
 		ret = vxm_journal_save(j, jpath, err);
 		if (ret)
 			return ret;
@@ -393,6 +393,6 @@ int mg_phase_repoint(const struct vxm_merge_opts *o, struct vxm_io *io, struct v
 		vxm_killpoint("reparent");
 		r->children_repointed++;
 	}
-	j->phase = VXM_JPHASE_REPOINTED;
+	mg_phase_enter(j, VXM_JPHASE_REPOINTED);
 	return vxm_journal_save(j, jpath, err);
 }

@@ -79,6 +79,7 @@
 #define _GNU_SOURCE
 #include "merge.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
@@ -119,6 +120,34 @@ void mg_progress(const struct vxm_merge_opts *o, const char *phase, uint64_t don
 }
 
 /* ---- phases ----------------------------------------------------------------------- */
+
+void mg_phase_enter(struct vxm_journal *j, enum vxm_jphase to)
+{
+	/* what every recorded phase has: the run's identity and M3's anchor */
+	assert(j->top && j->dest && j->seed && j->nlayers >= 1);
+	assert(j->alloc_base % VXM_MiB == 0 && (!j->alloc_next || j->alloc_next >= j->alloc_base));
+	assert(to > j->phase);
+	switch (to) {
+	case VXM_JPHASE_LINKED: /* a merge only: C1 exists */
+		assert(!j->convert && j->dest_index >= 0 && j->phase == VXM_JPHASE_PLANNED);
+		break;
+	case VXM_JPHASE_COPYING: /* a convert has no C1 to link */
+		assert(j->phase == (j->convert ? VXM_JPHASE_PLANNED : VXM_JPHASE_LINKED));
+		break;
+	case VXM_JPHASE_COPIED: /* the final commit recorded the whole disk */
+		assert(j->phase == VXM_JPHASE_COPYING && j->cursor > 0);
+		break;
+	case VXM_JPHASE_REPOINTED: /* M4: only after D is final */
+		assert(!j->convert && j->phase == VXM_JPHASE_COPIED);
+		break;
+	case VXM_JPHASE_CLEANUP: /* M5: only after every child is re-pointed */
+		assert(!j->convert && j->phase == VXM_JPHASE_REPOINTED);
+		break;
+	default:
+		assert(!"no such transition");
+	}
+	j->phase = to;
+}
 
 uint64_t mg_random_seed(void)
 {
@@ -220,7 +249,7 @@ int mg_phase_copy(const struct vxm_merge_opts *o, struct vxm_chain *c, struct vx
 		goto out;
 	vxm_killpoint("dest-guid");
 	if (j->phase < VXM_JPHASE_COPYING) {
-		j->phase = VXM_JPHASE_COPYING;
+		mg_phase_enter(j, VXM_JPHASE_COPYING);
 		ret = vxm_journal_save(j, jpath, err);
 		if (ret)
 			goto out;
@@ -262,7 +291,9 @@ out:
 	ret = mg_finalize_file(c->io, j->dest, j->dest_orig_seq, &fwg, err);
 	if (ret)
 		return ret;
-	j->phase = VXM_JPHASE_COPIED;
+	if (j->phase == VXM_JPHASE_COPIED)
+		return 0; /* a resumed convert redoes this phase: recorded already */
+	mg_phase_enter(j, VXM_JPHASE_COPIED);
 	return vxm_journal_save(j, jpath, err);
 }
 
@@ -288,7 +319,7 @@ static int phase_link(const struct vxm_merge_opts *o, struct vxm_chain *c, struc
 	ret = mg_finalize_file(c->io, c1->path, j->layer_seq[0], &fwg, err);
 	if (ret)
 		return ret;
-	j->phase = VXM_JPHASE_LINKED;
+	mg_phase_enter(j, VXM_JPHASE_LINKED);
 	return vxm_journal_save(j, jpath, err);
 }
 

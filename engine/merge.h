@@ -162,6 +162,10 @@ void mg_say(const struct vxm_merge_opts *o, const char *fmt, ...)
 void mg_progress(const struct vxm_merge_opts *o, const char *phase, uint64_t done,
 		 uint64_t total, uint64_t copied, uint64_t cloned, uint64_t zeroed);
 uint64_t mg_random_seed(void);
+/* Records phase `to` in j (saved by the caller), asserting the transition
+ * is one of the design note's and what it promises of the journal holds
+ * (test and sanitizer builds keep the asserts). */
+void mg_phase_enter(struct vxm_journal *j, enum vxm_jphase to);
 /* LINKED -> COPIED (a convert: its whole data phase). */
 int mg_phase_copy(const struct vxm_merge_opts *o, struct vxm_chain *c, struct vxm_journal *j,
 		  const char *jpath, struct vxm_merge_result *r, struct vxm_err *err);
