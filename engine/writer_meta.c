@@ -292,8 +292,37 @@ out:
 	return ret;
 }
 
+/* The entries a growth adds were never the disk's: whatever the BAT region
+ * held there (a shrunk file's leftovers, junk) must not become its blocks,
+ * so each non-zero one is zeroed through the log right after the size
+ * changes (fmt §8.3).  Files Hyper-V or we wrote hold zeros there: nothing
+ * is staged. */
+static int clear_new_entries(struct vxm_writer *w, const struct vxm_geom *old,
+			     struct vxm_err *err)
+{
+	struct vxm_image *img = w->img;
+	const struct vxm_geom *g = &img->g;
+	uint64_t n = (g->payload_blocks - old->payload_blocks) + (g->sb_blocks - old->sb_blocks);
+	int ret = 0;
+
+	for (uint64_t k = 0; !ret && k < n; k++) {
+		uint64_t b = old->payload_blocks + k, c = old->sb_blocks + (b - g->payload_blocks);
+		uint64_t idx = b < g->payload_blocks ? vxm_geom_pb_index(g, b) : vxm_geom_sb_index(g, c);
+		uint64_t e;
+		ret = vxm_image_bat_read(img, idx, 1, &e, err);
+		if (!ret && e) {
+			if (vxm_txn_room(w) < 2)
+				ret = vxm_txn_commit(w, "clear-new-entries", err);
+			if (!ret)
+				ret = vxm_txn_set_bat(w, idx, 0, err);
+		}
+	}
+	return ret ? ret : vxm_txn_commit(w, "clear-new-entries", err);
+}
+
 int vxm_writer_set_vd_items(struct vxm_writer *w, struct vxm_image *src, struct vxm_err *err)
 {
+	const struct vxm_geom old = w->img->g;
 	struct vxm_image *img = w->img;
 	int ret = vxm_wr_usable(w, err);
 
@@ -326,6 +355,8 @@ int vxm_writer_set_vd_items(struct vxm_writer *w, struct vxm_image *src, struct 
 	}
 	if (!ret)
 		ret = vxm_txn_commit(w, "vd-items", err);
+	if (!ret && img->g.total_entries > old.total_entries)
+		ret = clear_new_entries(w, &old, err);
 	if (ret)
 		vxm_wr_fail(w, ret); /* the working metadata may be half changed */
 	return ret;
