@@ -320,6 +320,28 @@ static int clear_new_entries(struct vxm_writer *w, const struct vxm_geom *old,
 	return ret ? ret : vxm_txn_commit(w, "clear-new-entries", err);
 }
 
+/* The trailing block may be stored short (fmt P8); once the disk grows it
+ * trails no more and must be whole in the file: extended (the new bytes read
+ * zeros) before the new size commits, whose data-sync makes it durable. */
+static int whole_trailing_block(struct vxm_writer *w, struct vxm_err *err)
+{
+	struct vxm_image *img = w->img;
+	const struct vxm_geom *g = &img->g;
+	uint64_t e;
+
+	if (!g->payload_blocks)
+		return 0;
+	int ret = vxm_image_bat_get(img, vxm_geom_pb_index(g, g->payload_blocks - 1), &e, err);
+	if (ret)
+		return ret;
+	unsigned st = vxm_bat_state(e);
+	uint64_t off = vxm_bat_offset(e);
+	if ((st != VXM_PB_FULLY_PRESENT && st != VXM_PB_PARTIALLY_PRESENT) ||
+	    off + g->block_size <= img->file_size)
+		return 0;
+	return vxm_writer_reserve(w, off, g->block_size, err);
+}
+
 int vxm_writer_set_vd_items(struct vxm_writer *w, struct vxm_image *src, struct vxm_err *err)
 {
 	const struct vxm_geom old = w->img->g;
@@ -339,6 +361,8 @@ int vxm_writer_set_vd_items(struct vxm_writer *w, struct vxm_image *src, struct 
 	ret = vxm_txn_commit(w, "before-vd-items", err);
 	if (!ret)
 		ret = vxm_wr_touch(w, true, NULL, err);
+	if (!ret && src->m.virtual_size > img->m.virtual_size)
+		ret = whole_trailing_block(w, err);
 	if (ret)
 		return ret;
 	for (unsigned i = 0; !ret && i < w->mt->count;) {
