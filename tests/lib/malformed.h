@@ -99,7 +99,7 @@ const struct mf_logent *mf_log_before(const struct mf_layout *L, const struct mf
  * wrap). */
 unsigned mf_log_span(const struct mf_layout *L, const struct mf_logent *e);
 /* Payload blocks per state 0..7 of the BAT on disk with e's updates applied
- * (rebuilt from its descriptors and data sectors, fmt §6.2.2-6.2.4). */
+ * (rebuilt from its descriptors and data sectors, fmt §6.2; MS-VHDX §2.3.1.2-2.3.1.4). */
 void mf_bat_states_after(struct mc *c, const struct mf_logent *e, uint64_t counts[8]);
 /* Payload blocks of the BAT as on disk (c's copy) in each state 0..7. */
 void mf_bat_states(struct mc *c, uint64_t counts[8]);
