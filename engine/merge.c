@@ -552,4 +552,3 @@ int vxm_merge_status(const char *dest, struct vxm_merge_state *st, struct vxm_er
 	vxm_journal_fini(&j);
 	return 0;
 }
-

@@ -385,4 +385,3 @@ int vxm_writer_set_vd_items(struct vxm_writer *w, struct vxm_image *src, struct 
 		vxm_wr_fail(w, ret); /* the working metadata may be half changed */
 	return ret;
 }
-

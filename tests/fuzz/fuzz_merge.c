@@ -633,4 +633,3 @@ out:
 	undo_all();
 	return 0;
 }
-
