@@ -158,11 +158,7 @@ int mg_convert_run(const struct vxm_merge_opts *o, struct vxm_merge_result *r,
 		ret = ex_init(&x, partial, true);
 		if (!ret)
 			ret = ex_run(&x);
-		r->copied = x.copied;
-		r->data_writes = x.writes;
-		r->buffered_bytes = x.buffered;
-		r->commits = x.commits;
-		r->commit_seconds = x.commit_seconds;
+		ex_report(&x, r);
 		ex_fini(&x);
 	} else {
 		ret = mg_phase_copy(o, c, &j, jpath, r, err);

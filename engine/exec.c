@@ -528,3 +528,14 @@ int ex_run(struct exec *x)
 	ex_progress(x, "copy", true);
 	return ret;
 }
+
+void ex_report(const struct exec *x, struct vxm_merge_result *r)
+{
+	r->copied = x->copied;
+	r->cloned = x->cloned;
+	r->zeroed = x->zeroed;
+	r->data_writes = x->writes;
+	r->buffered_bytes = x->buffered;
+	r->commits = x->commits;
+	r->commit_seconds = x->commit_seconds;
+}

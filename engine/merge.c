@@ -267,13 +267,7 @@ int mg_phase_copy(const struct vxm_merge_opts *o, struct vxm_chain *c, struct vx
 	ret = ex_init(&x, j->dest, false);
 	if (!ret)
 		ret = ex_run(&x);
-	r->copied = x.copied;
-	r->cloned = x.cloned;
-	r->zeroed = x.zeroed;
-	r->data_writes = x.writes;
-	r->buffered_bytes = x.buffered;
-	r->commits = x.commits;
-	r->commit_seconds = x.commit_seconds;
+	ex_report(&x, r);
 out:
 	ex_fini(&x);
 	if (x.w) {

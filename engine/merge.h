@@ -235,6 +235,8 @@ struct vxm_io_params ex_io_params(const struct vxm_merge_opts *o);
 int ex_init(struct exec *x, const char *dest_path, bool dest_raw);
 /* Every extent of the plan into D, then the final commit (M2). */
 int ex_run(struct exec *x);
+/* What the run moved, into the caller's result. */
+void ex_report(const struct exec *x, struct vxm_merge_result *r);
 void ex_fini(struct exec *x);
 
 /* ---- exec_queue.c: the executor's requests -------------------------------- */
